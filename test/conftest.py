@@ -1,0 +1,54 @@
+"""Shared test helpers.
+
+- `shared_path(...)`: data under ../shared. Missing data fails in CI (CI=true) and skips elsewhere.
+- `gpu` marker: skipped with a printed reason where no NVIDIA GPU / TensorRT is present.
+- `ros` marker: skipped with a reason where rclpy is not importable (CI always has it: the set-up
+  installs the ROS 2 runtime wheel), and fails in CI if it is missing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("CKD_SHARED", REPO.parent / "shared"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def shared_path(*parts: str) -> pathlib.Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        msg = f"shared data missing: {path} (set CKD_SHARED or put ../shared beside the repo)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def _gpu_reason() -> str | None:
+    try:
+        from ckd_ros.runtime.gpu import probe_gpu
+    except Exception as exc:  # runtime package not importable
+        return f"GPU probe unavailable: {exc}"
+    info = probe_gpu()
+    if not info.available:
+        return f"no NVIDIA GPU: {info.reason}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [i for i in items if "gpu" in i.keywords]
+    if gpu_items:
+        reason = _gpu_reason()
+        if reason:
+            for item in gpu_items:
+                item.add_marker(pytest.mark.skip(reason=reason))
+    ros_items = [i for i in items if "ros" in i.keywords]
+    # In CI rclpy must be there (the set-up installs it): let those tests fail loudly instead.
+    if ros_items and not IN_CI and importlib.util.find_spec("rclpy") is None:
+        msg = "rclpy not importable: source ROS 2 or run via scripts/test.sh (sets up the ROS 2 wheel)"
+        for item in ros_items:
+            item.add_marker(pytest.mark.skip(reason=msg))
