@@ -1,0 +1,98 @@
+"""Crops and normalisation, bit-exact with the official CKD/OSTrack pipeline (ckd-spec §2.3, §2.4).
+
+`sample_target` reproduces `lib/train/data/processing_utils.py::sample_target` exactly: Python
+(half-to-even) `round` for the crop origin, the `+1` in the right/bottom pad, zero padding with
+`cv2.copyMakeBorder` and `cv2.resize(INTER_LINEAR)`. The only difference is speed: the padded
+copy is skipped when the crop lies inside the image (resizing the view gives identical bytes).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def crop_window(box_xywh: Sequence[float], factor: float) -> Tuple[int, int, int]:
+    """(x1, y1, crop_sz) of the square crop centred on the box, as the official code computes it."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    crop_sz = math.ceil(math.sqrt(w * h) * factor)
+    if crop_sz < 1:
+        raise ValueError(f"box {list(box_xywh)} is too small to crop (crop size {crop_sz} px)")
+    # Python's round is half-to-even: 6.5 -> 6, -5.5 -> -6 (the official behaviour).
+    x1 = round(x + 0.5 * w - crop_sz * 0.5)
+    y1 = round(y + 0.5 * h - crop_sz * 0.5)
+    return x1, y1, crop_sz
+
+
+def pads(x1: int, y1: int, crop_sz: int, height: int, width: int) -> Tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding; note the official `+1` on the right/bottom."""
+    x2, y2 = x1 + crop_sz, y1 + crop_sz
+    left = max(0, -x1)
+    right = max(x2 - width + 1, 0)
+    top = max(0, -y1)
+    bottom = max(y2 - height + 1, 0)
+    return top, bottom, left, right
+
+
+def sample_target(
+    im: np.ndarray, box_xywh: Sequence[float], factor: float, output_sz: int
+) -> Tuple[np.ndarray, float]:
+    """Square crop of side ceil(sqrt(w*h)*factor) around the box, zero-padded, resized to output_sz.
+
+    Works for HxWxC and HxW uint8 images (channels are resized independently, so cropping a
+    one-channel thermal image and replicating it afterwards gives the same bytes). Returns
+    (crop, resize_factor) with resize_factor = output_sz / crop_sz.
+    """
+    height, width = im.shape[:2]
+    x1, y1, crop_sz = crop_window(box_xywh, factor)
+    top, bottom, left, right = pads(x1, y1, crop_sz, height, width)
+    x2, y2 = x1 + crop_sz, y1 + crop_sz
+    r0, r1 = y1 + top, y2 - bottom
+    c0, c1 = x1 + left, x2 - right
+    resize_factor = output_sz / crop_sz
+    if r0 < 0 or c0 < 0 or r1 <= r0 or c1 <= c0 or r1 > height or c1 > width:
+        # The crop misses the image entirely (only possible for boxes outside the frame, which
+        # the tracker rejects/clips). The official code would slice with negative indices here.
+        shape = (output_sz, output_sz) + im.shape[2:]
+        return np.zeros(shape, dtype=im.dtype), resize_factor
+    roi = im[r0:r1, c0:c1]
+    if top or bottom or left or right:
+        roi = cv2.copyMakeBorder(roi, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+    crop = cv2.resize(roi, (output_sz, output_sz), interpolation=cv2.INTER_LINEAR)
+    if crop.ndim == 2 and im.ndim == 3:  # cv2 drops a trailing 1-channel axis
+        crop = crop[:, :, None]
+    return crop, resize_factor
+
+
+def _build_lut() -> np.ndarray:
+    # Same float32 operations, same order as the official Preprocessor: (v/255 - mean)/std.
+    # A per-value table gives identical numbers at a fraction of the per-pixel cost.
+    v = np.arange(256, dtype=np.float32)[None, :]
+    return ((v / np.float32(255.0) - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]).astype(np.float32)
+
+
+_LUT = _build_lut()  # (3, 256)
+
+
+def normalize(crop: np.ndarray) -> np.ndarray:
+    """uint8 crop (SxSx3 RGB, or SxS / SxSx1 gray = three equal channels) -> (1,3,S,S) float32."""
+    if crop.dtype != np.uint8:
+        raise ValueError(f"crops must be uint8, got {crop.dtype}")
+    if crop.ndim == 3 and crop.shape[2] == 1:
+        crop = crop[:, :, 0]
+    out = np.empty((1, 3) + crop.shape[:2], dtype=np.float32)
+    for c in range(3):  # 3 table look-ups over whole planes
+        plane = crop if crop.ndim == 2 else crop[:, :, c]
+        np.take(_LUT[c], plane, out=out[0, c])
+    return out
+
+
+def denormalize(tensor: np.ndarray) -> np.ndarray:
+    """(1,3,S,S) float32 -> SxSx3 uint8 (for debugging and tests; inverse of `normalize`)."""
+    img = tensor[0].transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
