@@ -1,0 +1,215 @@
+"""Cached build products (TensorRT engines, exported ONNX files) with a metadata sidecar.
+
+Each artifact `X` has a sidecar `X.json` holding the key it was built for plus its size and sha256.
+`ArtifactCache.ensure()` returns a valid artifact or (re)builds it, under a per-artifact file lock so
+two nodes starting together build once, writing through a temp file + os.replace so a reader never
+sees half a file. The sidecar is written last: a crash in between leaves an artifact whose checksum
+is not recorded, which the next start rebuilds.
+
+Default location: platformdirs.user_cache_dir("ckd_ros") (override: cache_dir argument or the
+CKD_CACHE_DIR environment variable) — never the install directory (read-only on robots), never /tmp
+(wiped at boot, so a Jetson would rebuild for minutes after every reboot).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import tempfile
+import time
+from typing import Callable, Dict, Optional, Tuple, Union
+
+from ckd_ros.errors import CKDError
+
+LogFn = Callable[[str], None]
+PathLike = Union[str, os.PathLike]
+
+_LOG = logging.getLogger("ckd_ros.runtime")
+
+
+def default_cache_dir() -> pathlib.Path:
+    env = os.environ.get("CKD_CACHE_DIR")
+    if env:
+        return pathlib.Path(env).expanduser()
+    import platformdirs
+
+    return pathlib.Path(platformdirs.user_cache_dir("ckd_ros", appauthor=False))
+
+
+def as_log(log) -> LogFn:
+    """Accept None, a logging.Logger / rclpy logger (anything with .info) or a plain callable."""
+    if log is None:
+        return _LOG.info
+    if callable(log) and not hasattr(log, "info"):
+        return log
+    return log.info
+
+
+def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def key_digest(key: Dict) -> str:
+    """Stable short digest of a key dict (canonical JSON)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sidecar_path(path: PathLike) -> pathlib.Path:
+    path = pathlib.Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike):
+    """Yield a temp path beside `path`; on success fsync and os.replace it into place, else delete."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield pathlib.Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def describe_key_change(old: Dict, new: Dict) -> str:
+    diffs = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            diffs.append(f"{k} {old.get(k)!r} -> {new.get(k)!r}")
+    return ", ".join(diffs)
+
+
+def check_artifact(path: PathLike, key: Dict, verify_checksum: bool = True) -> Tuple[bool, str]:
+    """(True, "") when `path` exists and was built for `key` intact; else (False, why)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return False, "not cached yet"
+    side = sidecar_path(path)
+    try:
+        meta = json.loads(side.read_text())
+        old_key = meta["key"]
+        size, digest = int(meta["size"]), meta["sha256"]
+    except FileNotFoundError:
+        return False, "no metadata sidecar (foreign or interrupted write)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"unreadable metadata sidecar ({exc.__class__.__name__})"
+    if old_key != key:
+        return False, "stale: built for a different key (" + describe_key_change(old_key, key) + ")"
+    if path.stat().st_size != size:
+        return False, f"corrupt: size {path.stat().st_size} != recorded {size}"
+    if verify_checksum and file_sha256(path) != digest:
+        return False, "corrupt: sha256 does not match the sidecar"
+    return True, ""
+
+
+def write_sidecar(path: PathLike, key: Dict, extra: Optional[Dict] = None) -> Dict:
+    path = pathlib.Path(path)
+    meta = {
+        "key": key,
+        "size": path.stat().st_size,
+        "sha256": file_sha256(path),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if extra:
+        meta["extra"] = extra
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return meta
+
+
+def invalidate(path: PathLike) -> None:
+    """Remove an artifact and its sidecar (e.g. the engine failed to deserialise)."""
+    for p in (pathlib.Path(path), sidecar_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+class ArtifactCache:
+    """Build-once store. `produce(tmp_path)` must write the artifact to tmp_path."""
+
+    def __init__(self, root: Optional[PathLike] = None, lock_timeout_s: float = 3600.0):
+        self.root = pathlib.Path(root).expanduser() if root is not None else default_cache_dir()
+        self.lock_timeout_s = lock_timeout_s
+
+    def path(self, *parts: str) -> pathlib.Path:
+        return self.root.joinpath(*parts)
+
+    @contextlib.contextmanager
+    def lock(self, path: PathLike, log: LogFn):
+        from filelock import FileLock, Timeout
+
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"waiting for another process building {path.name} (lock {path.name}.lock)")
+            try:
+                lock.acquire(timeout=self.lock_timeout_s)
+            except Timeout as exc:
+                raise CKDError(f"timed out after {self.lock_timeout_s:.0f} s waiting for the lock on {path}; "
+                               f"remove {path}.lock if no other ckd process is running") from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def ensure(self, path: PathLike, key: Dict, produce: Callable[[pathlib.Path], None], *,
+               what: str = "artifact", log=None, reject: Optional[Tuple[str, str]] = None,
+               extra: Optional[Dict] = None) -> Tuple[pathlib.Path, str]:
+        """Return (path, action) with action 'cached' or 'built: <why>'.
+
+        reject=(sha256, reason): the artifact with that checksum proved unusable (e.g. TensorRT could
+        not deserialise it); rebuild it unless another process already replaced it meanwhile.
+        """
+        log = as_log(log)
+        path = pathlib.Path(path)
+
+        def usable() -> Tuple[bool, str]:
+            ok, why = check_artifact(path, key)
+            if ok and reject is not None and read_sidecar(path).get("sha256") == reject[0]:
+                return False, reject[1]
+            return ok, why
+
+        if usable()[0]:  # fast path without the lock: files are only ever replaced atomically
+            return path, "cached"
+        with self.lock(path, log):
+            ok, why = usable()
+            if ok:
+                return path, "cached"
+            log(f"building {what} {path.name}: {why}")
+            invalidate(path)
+            t0 = time.monotonic()
+            with atomic_path(path) as tmp:
+                produce(tmp)
+                if not tmp.exists() or tmp.stat().st_size == 0:
+                    raise CKDError(f"building {what} produced no output")
+            write_sidecar(path, key, extra)
+            log(f"{what} ready in {time.monotonic() - t0:.1f} s: {path}")
+            return path, f"built: {why}"
+
+
+def read_sidecar(path: PathLike) -> Dict:
+    try:
+        return json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError):
+        return {}
