@@ -68,6 +68,23 @@ def test_box_round_trip():
     np.testing.assert_allclose(back, box, atol=1.0)
 
 
+@pytest.mark.parametrize("box", [[150.0, 120.0, 60.0, 40.0], [5.0, 3.0, 50.0, 50.0]], ids=["inside", "border"])
+def test_direct_thermal_crop_equals_warp_then_crop(box):
+    """The tracker's one-warp thermal crop matches warping the whole frame and cropping it."""
+    from ckd_ros.tracking.preprocess import sample_target
+
+    rng = np.random.default_rng(11)
+    tir = cv2.GaussianBlur(rng.integers(0, 256, (256, 320), np.uint8), (0, 0), 4)
+    tir = cv2.normalize(tir, None, 0, 255, cv2.NORM_MINMAX)
+    reg = Registration([1.4, 0.05, 8.0, -0.04, 1.45, 6.0, 1e-5, 0.0, 1.0])
+    full, _ = sample_target(reg.warp_thermal(tir, (360, 480)), box, 4.0, 256)
+    direct = reg.sample_thermal(tir, box, 4.0, 256)
+    assert direct.shape == full.shape == (256, 256)
+    diff = np.abs(direct.astype(int) - full.astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 3
+    assert np.count_nonzero(direct) > 0.3 * direct.size  # not just comparing padding
+
+
 def synthetic_points(n=12, outlier=True):
     rng = np.random.default_rng(8)
     tir = rng.uniform([0, 0], [320, 256], size=(n, 2))

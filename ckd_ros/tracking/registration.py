@@ -11,6 +11,8 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ckd_ros.tracking.preprocess import crop_window
+
 HomographyLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]], None]
 
 
@@ -69,6 +71,24 @@ class Registration:
         return cv2.warpPerspective(
             tir, self.matrix, (width, height), flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        )
+
+    def sample_thermal(self, tir: np.ndarray, box_xywh: Sequence[float], factor: float,
+                       output_sz: int) -> np.ndarray:
+        """The crop `sample_target(warp_thermal(tir), box, factor, output_sz)` would give, in one warp.
+
+        Box and crop window are in RGB pixels (same rounding as the RGB crop); each output pixel is
+        mapped through the resize geometry and H^-1 straight into the thermal frame, so only
+        output_sz^2 pixels are interpolated instead of warping the whole frame first (7 ms at 1080p).
+        Outside the thermal frame: zeros, like the crop padding.
+        """
+        x1, y1, crop_sz = crop_window(box_xywh, factor)
+        s = crop_sz / output_sz
+        # cv2.resize INTER_LINEAR geometry: src = (dst + 0.5) * s - 0.5, offset by the crop origin
+        to_rgb = np.array([[s, 0.0, x1 + 0.5 * s - 0.5], [0.0, s, y1 + 0.5 * s - 0.5], [0.0, 0.0, 1.0]])
+        return cv2.warpPerspective(
+            tir, self.inverse @ to_rgb, (output_sz, output_sz),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )
 
     def box_thermal_to_rgb(self, box_xywh: Sequence[float]) -> np.ndarray:

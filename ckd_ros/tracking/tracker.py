@@ -100,8 +100,9 @@ class Tracker:
     """CKD single-object tracker over any `ckd_ros.runtime.base.Backend`.
 
     Images are HxWx3 uint8 RGB; the thermal frame is 8-bit (HxWx3 with equal channels or HxW,
-    see `ThermalNormalizer`), in thermal pixels when a `Registration` is given (it is warped into
-    the RGB frame) and already RGB-registered otherwise. Boxes are (x, y, w, h) in RGB pixels.
+    see `ThermalNormalizer`), in thermal pixels when a non-identity `Registration` is given (its
+    crops are taken through the homography, i.e. from the thermal frame warped into the RGB frame)
+    and the same size as the RGB frame otherwise. Boxes are (x, y, w, h) in RGB pixels.
     """
 
     def __init__(self, backend, params: Optional[TrackerParams] = None,
@@ -138,13 +139,16 @@ class Tracker:
     def _prepare(self, rgb: np.ndarray, tir: np.ndarray):
         _check_image(rgb, "RGB", "convert to 8-bit RGB first")
         _check_image(tir, "thermal", "normalise it with ThermalNormalizer first")
-        tir = self.registration.warp_thermal(tir, rgb.shape)
-        check_registered_shapes(rgb.shape, tir.shape, self.registration)
+        if self.registration.is_identity:  # with a homography any thermal size maps into the RGB frame
+            check_registered_shapes(rgb.shape, tir.shape, self.registration)
         return rgb, tir
 
     def _crops(self, rgb, tir, box, factor, size):
         crop_rgb, resize_factor = sample_target(rgb, box, factor, size)
-        crop_tir, _ = sample_target(tir, box, factor, size)
+        if self.registration.is_identity:
+            crop_tir, _ = sample_target(tir, box, factor, size)
+        else:  # warp only the crop, not the whole thermal frame
+            crop_tir = self.registration.sample_thermal(tir, box, factor, size)
         return crop_rgb, crop_tir, resize_factor
 
     def initialize(self, rgb: np.ndarray, tir: np.ndarray, box_xywh: Sequence[float]) -> TrackResult:
