@@ -181,6 +181,8 @@ def test_missing_checkpoint_is_reported(tmp_path, capsys):
     code, err = run_err(["track", "--sequence", str(tmp_path), "--init", "1,2,3,4", "--checkpoint",
                          str(tmp_path / "model.pth")], capsys)
     assert code == 2 and "--checkpoint" in err and "does not exist" in err
+    code, err = run_err(["track", "--sequence", str(tmp_path), "--init", "1,2,3,4"], capsys)
+    assert code == 2 and "no model" in err
 
 
 def test_real_clip_with_random_weight_model(tmp_path, capsys):

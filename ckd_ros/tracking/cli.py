@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                           "first GT row of init.txt / rgb.txt / groundTruth_v.txt = initial box)")
     src.add_argument("--rgb", type=pathlib.Path, metavar="PATH", help="RGB image folder or video")
     src.add_argument("--thermal", type=pathlib.Path, metavar="PATH", help="thermal image folder or video")
-    src.add_argument("--init", nargs="+", metavar="X,Y,W,H",
+    src.add_argument("--init", nargs="+", metavar="BOX",
                      help="initial box in RGB pixels: 'x,y,w,h' or four numbers (default: first GT row)")
     src.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     out = p.add_argument_group("output")
@@ -128,6 +128,8 @@ def _thermal_normalizer(args, sample: np.ndarray):
 
 def _open_backend(args):
     """The backend factory, imported only now (torch / TensorRT are heavy)."""
+    if args.checkpoint is None and args.onnx is None:
+        raise CKDError("no model: give --checkpoint FILE (official .pth.tar or converted) or --onnx FILE")
     for flag, path in (("--checkpoint", args.checkpoint), ("--onnx", args.onnx)):
         if path is not None and not path.exists():
             raise CKDError(f"{flag} {path} does not exist")
