@@ -95,7 +95,8 @@ def test_without_threshold_it_never_gets_lost_and_follows():
 def test_lost_frames_one_and_confident_box_updates():
     rgb, tir = frames()
     script = [(0.9, RIGHT), (0.1, CENTRE), (0.1, CENTRE)]
-    tracker = Tracker(ScriptedBackend(script), TrackerParams(lost_threshold=0.5, lost_frames=1))
+    params = TrackerParams(lost_threshold=np.float32(0.5), lost_frames=np.int64(1))  # numpy scalars from YAML
+    tracker = Tracker(ScriptedBackend(script), params)
     tracker.initialize(rgb, tir, BOX)
     good = tracker.track(rgb, tir)
     assert good.state is TrackState.TRACKING

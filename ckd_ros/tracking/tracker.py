@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -40,14 +41,14 @@ class TrackerParams:
     def validate(self) -> None:
         for name in ("template_factor", "search_factor"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ValueError(f"TrackerParams.{name} must be a positive number, got {value!r}")
         for name in ("template_size", "search_size"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, np.integer)) and value > 0):
                 raise ValueError(f"TrackerParams.{name} must be a positive int or None, got {value!r}")
         thr = self.lost_threshold
-        if thr is not None and not (isinstance(thr, (int, float)) and 0.0 <= thr <= 1.0):
+        if thr is not None and not (isinstance(thr, numbers.Real) and 0.0 <= thr <= 1.0):
             raise ValueError(f"TrackerParams.lost_threshold must be in [0, 1] or None, got {thr!r}")
         if not (isinstance(self.lost_frames, (int, np.integer)) and self.lost_frames >= 1):
             raise ValueError(f"TrackerParams.lost_frames must be an int >= 1, got {self.lost_frames!r}")
