@@ -50,11 +50,12 @@ class ParamSpec:
 SPECS: List[ParamSpec] = [
     ParamSpec("autostart", True, "configure and activate on start-up", STARTUP),
     # model / backend (loaded in on_configure)
-    ParamSpec("model.checkpoint", "", "official .pth.tar or converted student file; empty: preset with "
-              "the embedded demo weights where available", UNCONFIGURED),
-    ParamSpec("model.onnx", "", "exported ONNX file (onnxruntime / tensorrt backends); empty: export "
-              "from the checkpoint", UNCONFIGURED),
-    ParamSpec("model.preset", "vitb_mce", "network configuration", UNCONFIGURED, choices=PRESETS),
+    ParamSpec("model.checkpoint", "", "official .pth.tar or converted student file (one of model.checkpoint "
+              "/ model.onnx is required)", UNCONFIGURED),
+    ParamSpec("model.onnx", "", "exported ONNX file (onnxruntime / tensorrt backends); empty: exported "
+              "from the checkpoint into engine.cache_dir", UNCONFIGURED),
+    ParamSpec("model.preset", "vitb_mce", "network configuration of an official checkpoint (converted and "
+              "ONNX files carry their own)", UNCONFIGURED, choices=PRESETS),
     ParamSpec("backend", "auto", "inference backend; auto = TensorRT on a GPU, else ONNX Runtime",
               UNCONFIGURED, choices=("auto", "tensorrt", "onnxruntime", "torch")),
     ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson)", UNCONFIGURED,
