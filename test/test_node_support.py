@@ -309,9 +309,9 @@ class Harness:
             self.node.teardown()
         finally:
             self.executor.shutdown(timeout_sec=5.0)
+            self._thread.join(5.0)
             self.node.destroy_node()
             self.client.destroy_node()
-            self._thread.join(5.0)
 
 
 def make_context():

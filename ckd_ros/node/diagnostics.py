@@ -177,7 +177,8 @@ def key_values(snapshot: Dict, extra: Dict[str, str], bad_totals: Dict[str, int]
     out.append(("fps", f"{snapshot['fps']:.2f}"))
     counters = snapshot["counters"]
     for name in ("rgb_received", "thermal_received", "pairs_received", "pairs_processed", "pairs_dropped",
-                 "pairs_rejected", "pairs_stale", "stamp_resets", "detections_published", "catchup_published"):
+                 "pairs_rejected", "pairs_stale", "stamp_resets", "detections_published", "catchup_published",
+                 "overlays_published"):
         out.append((name, str(counters.get(name, 0))))
     paired = counters.get("pairs_received", 0)
     for stream in STREAMS:

@@ -54,7 +54,7 @@ class SyntheticCamera(Node):
         if not p["rate_hz"] > 0:
             raise ValueError(f"rate_hz must be > 0, got {p['rate_hz']}")
         homography = [float(v) for v in p["thermal.homography"]]
-        self.thermal_to_rgb = rig_homography(p["thermal.offset"], homography if len(homography) == 9 else None)
+        self.thermal_to_rgb = rig_homography(p["thermal.offset"], homography)
         self.scene = SyntheticScene(p["seed"], (p["width"], p["height"]), scenario=scenario, period=p["period"])
         self.rgb_frame_id, self.thermal_frame_id = p["rgb_frame_id"], p["thermal_frame_id"]
         self.label = p["label"]

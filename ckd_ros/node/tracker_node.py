@@ -285,6 +285,7 @@ class CkdTrackerNode(LifecycleNode):
         if rate > 0 and now - self._last_overlay < 1.0 / rate:
             return
         self._last_overlay = now
+        self.stats.count("overlays_published")
         decoded, pair = outcome.decoded, outcome.decoded.pair
         if want_rgb:
             img = rgb_overlay(decoded.rgb, outcome.box, outcome.score, outcome.state, self.stats.fps(),
