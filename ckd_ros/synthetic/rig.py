@@ -14,8 +14,9 @@ import numpy as np
 
 def rig_homography(offset: Sequence[float] = (0.0, 0.0), homography: Optional[Sequence[float]] = None) -> np.ndarray:
     """3x3 thermal -> RGB homography. `offset` (dx, dy): a point at RGB pixel p appears at thermal
-    pixel p + (dx, dy). A non-empty `homography` (9 floats, thermal -> RGB) overrides the offset."""
-    if homography is not None and len(homography):
+    pixel p + (dx, dy). A 9-float `homography` (thermal -> RGB) overrides the offset; anything
+    shorter (the node's placeholder [0.0]) means "use the offset"."""
+    if homography is not None and len(homography) == 9:
         mat = np.asarray(homography, np.float64).reshape(3, 3)
         if not np.all(np.isfinite(mat)) or abs(np.linalg.det(mat)) < 1e-12 or mat[2, 2] == 0:
             raise ValueError(f"thermal homography {list(homography)} is not an invertible 3x3 matrix")

@@ -45,11 +45,15 @@ def make_sequence(seed: int, num_frames: int = 100, size: Tuple[int, int] = (640
                              effects=tuple(sorted(scene.effects)))
 
 
-def thermal_to_gray8(thermal16: np.ndarray) -> np.ndarray:
-    """Sequence-wide 1-99 percentile stretch to 8 bit (how 8-bit benchmark thermal frames look)."""
-    lo, hi = np.percentile(thermal16[:: max(1, len(thermal16) // 10)], (1, 99))
-    scaled = (thermal16.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+def thermal_to_gray8(thermal16: np.ndarray, percentiles=(1.0, 99.0)) -> np.ndarray:
+    """N x H x W uint16 -> N x H x W uint8 with the per-frame percentile stretch the demo tracker uses.
+
+    Training on these frames sees the same thermal images the deployed node makes from mono16.
+    """
+    from ckd_ros.tracking.thermal import ThermalNormalizer  # numpy/OpenCV only
+
+    norm = ThermalNormalizer("percentile", percentiles=percentiles)
+    return np.stack([norm(frame)[..., 0] for frame in thermal16])
 
 
 def write_sequence(seq: SyntheticSequence, root: Union[str, pathlib.Path], layout: str = "lasher",
@@ -57,7 +61,8 @@ def write_sequence(seq: SyntheticSequence, root: Union[str, pathlib.Path], layou
     """Write `seq` as a LasHeR-layout folder: visible/NNNNNN.<rgb_ext>, infrared/NNNNNN.png, init.txt.
 
     thermal='png16' keeps the 16-bit counts (readers must use IMREAD_UNCHANGED + a normaliser, as
-    `ckd track` does); thermal='gray8' writes 8-bit 3-channel JPEGs like the real benchmarks.
+    `ckd track` does); thermal='gray8' writes 8-bit 3-channel JPEGs like the real benchmarks,
+    stretched per frame (1-99 percentiles) as the demo tracker does.
     visible.txt and infrared.txt hold the same boxes as init.txt (the cameras are aligned).
     """
     if layout not in LAYOUTS:
