@@ -27,6 +27,8 @@ class Backend:
     name = "base"
     #: CKDConfig of the network (template/search sizes, feature size)
     config = None
+    #: why this backend was chosen (open_backend fills it in; "auto" explains its pick)
+    reason = ""
 
     def __init__(self) -> None:
         self._z_rgb = None
@@ -50,3 +52,9 @@ class Backend:
 
     def close(self) -> None:
         """Release device memory. Safe to call twice."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

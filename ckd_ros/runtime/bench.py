@@ -94,12 +94,21 @@ def run_bench(presets: List[str], kinds: List[str], precisions: List[str], *, ch
               warmup: int = 2, iters: int = 10, threads: Optional[int] = None, cache_dir=None,
               cuda_graph: bool = False, log=print) -> List[Dict[str, object]]:
     """One row per (model, backend, precision); rows that cannot run here say why instead."""
+    import torch
+
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _bench_rows(presets, kinds, precisions, checkpoint, warmup, iters, threads, cache_dir,
+                           cuda_graph, log)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _bench_rows(presets, kinds, precisions, checkpoint, warmup, iters, threads, cache_dir, cuda_graph, log):
     from ckd_ros.runtime.factory import open_backend
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     rows = []
     for preset in presets:
         model, cfg = _bench_model(preset, checkpoint)

@@ -109,6 +109,8 @@ class OnnxRuntimeBackend(Backend):
                 raise CKDError(f"ONNX input shapes {bad} do not match the model config")
 
     def infer(self, z_rgb, z_tir, x_rgb, x_tir) -> Maps:
+        if self._session is None:
+            raise CKDError("onnxruntime backend is closed")
         feeds = {}
         for name, arr in zip(INPUT_NAMES, (z_rgb, z_tir, x_rgb, x_tir)):
             arr = np.ascontiguousarray(arr, dtype=np.float32)

@@ -144,6 +144,9 @@ def build_engine_bytes(onnx_path, *, precision: str = "fp32", workspace_mb: int 
             raise CKDError(f"{trt.__name__} {trt.__version__} has no FP16 builder flag; "
                            "build fp32 or export an FP16 ONNX file")
         config.set_flag(flag)
+    elif getattr(trt.BuilderFlag, "TF32", None) is not None:
+        # TensorRT enables TF32 by default on Ampere+ (10-bit mantissa); "fp32" means real FP32 here
+        config.clear_flag(trt.BuilderFlag.TF32)
     monitor = make_progress_monitor(trt, log)
     if monitor is not None:
         config.progress_monitor = monitor

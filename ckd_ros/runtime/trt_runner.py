@@ -187,7 +187,10 @@ class TensorRTBackend(Backend):
             finally:
                 graph = self._cuda.call("cudaStreamEndCapture", self._stream)
             self._graph = graph
-            self._graph_exec = self._cuda.call("cudaGraphInstantiate", graph, 0)
+            # ...WithFlags has the same (graph, flags) signature in cuda-python 11.x and 12+
+            fn = "cudaGraphInstantiateWithFlags" if hasattr(rt, "cudaGraphInstantiateWithFlags") \
+                else "cudaGraphInstantiate"
+            self._graph_exec = self._cuda.call(fn, graph, 0)
         except CKDError as exc:
             self._log(f"CUDA graph capture failed ({exc}); running without a graph")
             self._use_graph = False
