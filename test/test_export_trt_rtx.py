@@ -27,8 +27,8 @@ def trt_rtx():
 def _parse_io(trt, onnx_path):
     from ckd_ros.runtime.trt_build import parse_onnx
 
-    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-    network, _ = parse_onnx(trt, builder, onnx_path, print)
+    logger = trt.Logger(trt.Logger.ERROR)
+    network, _ = parse_onnx(trt, trt.Builder(logger), logger, onnx_path)
     ins = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
     outs = {network.get_output(i).name: tuple(network.get_output(i).shape) for i in range(network.num_outputs)}
     return ins, outs

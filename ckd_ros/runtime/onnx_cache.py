@@ -48,7 +48,7 @@ def ensure_onnx(cache: ArtifactCache, *, checkpoint=None, model=None, config=Non
             m = load_checkpoint(checkpoint, config)
         produced["meta"] = export.export_onnx(m, tmp, opset=opset, checkpoint=checkpoint,
                                               checkpoint_sha256=source_sha if checkpoint else None,
-                                              write_sidecar=False, log=log)
+                                              write_sidecar=False)  # the cache logs the final path
 
     path, action = cache.ensure(path, key, produce, what="ONNX export", log=log)
     if "meta" in produced:  # the export's own sidecar, so readers need not parse the big protobuf

@@ -64,12 +64,12 @@ def make_progress_monitor(trt, log: Callable[[str], None]):
             self.t0 = time.monotonic()
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            self.phases[phase_name] = (parent_phase, num_steps, -1)
+            self.phases[phase_name] = (parent_phase, num_steps, 0)
             if parent_phase is None:  # nested phases would flood a Jetson console
                 log(f"engine build: {phase_name} ({num_steps} steps) at {time.monotonic() - self.t0:.0f} s")
 
         def step_complete(self, phase_name, step):
-            parent, n, last = self.phases.get(phase_name, (None, 0, -1))
+            parent, n, last = self.phases.get(phase_name, (None, 0, 0))
             if parent is None and n >= 10:
                 pct = int(100 * (step + 1) / n) // 25 * 25
                 if pct > last and pct < 100:
@@ -113,10 +113,10 @@ def _create_network(trt, builder):
     return builder.create_network(flags)
 
 
-def parse_onnx(trt, builder, onnx_path, log):
+def parse_onnx(trt, builder, logger, onnx_path):
     """(network, parser); raises CKDError listing the parser's complaints."""
     network = _create_network(trt, builder)
-    parser = trt.OnnxParser(network, builder.logger)
+    parser = trt.OnnxParser(network, logger)
     onnx_path = pathlib.Path(onnx_path)
     ok = parser.parse_from_file(str(onnx_path)) if hasattr(parser, "parse_from_file") else \
         parser.parse(onnx_path.read_bytes())
@@ -134,8 +134,9 @@ def build_engine_bytes(onnx_path, *, precision: str = "fp32", workspace_mb: int 
     if precision not in PRECISIONS:
         raise CKDError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     trt = trt if trt is not None else import_tensorrt()
-    builder = trt.Builder(make_logger(trt, log, verbose))
-    network, _parser = parse_onnx(trt, builder, onnx_path, log)
+    logger = make_logger(trt, log, verbose)
+    builder = trt.Builder(logger)
+    network, _parser = parse_onnx(trt, builder, logger, onnx_path)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if precision == "fp16":
