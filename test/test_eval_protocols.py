@@ -259,6 +259,7 @@ def test_mixed_delimiters_crlf_and_no_final_newline(tmp_path):
     ("10 10 40 20\n", "needs at least 3"),
     ("10 10 40 20 1\n" * 3, "5 values per line"),
     ("10 10 40 20\n10 10 40\n10 10 40 20\n", "line 2 has 3 values"),
+    ("10 10 40 20\n10 10 40\n10 10 40 20 20\n", "line 2 has 3 values"),  # 12 values, misaligned rows
     ("10 10 40 20\n10 ten 40 20\n10 10 40 20\n", "not a number"),
 ])
 def test_bad_result_files_raise_clear_errors(tmp_path, content, match):
