@@ -157,9 +157,9 @@ def run_benchmark(dataset: Dataset, results_dir: Path, spec, workers: int = 1, p
         from tqdm import tqdm
 
         total = sum(len(j[0].rgb) for j in jobs)
+        tracker = spec.build() if workers <= 1 else None  # before the bar, so build errors print cleanly
         with tqdm(total=total, unit="frame", desc=dataset.protocol, disable=not progress, file=sys.stderr) as bar:
-            if workers <= 1:
-                tracker = spec.build()
+            if tracker is not None:
                 for job in jobs:
                     frames, init_box, _ = job
                     try:
