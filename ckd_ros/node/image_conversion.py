@@ -7,6 +7,7 @@ where cv_bridge is installed). Nothing here imports rclpy: messages are duck-typ
 """
 from __future__ import annotations
 
+import array
 import sys
 from typing import Optional, Tuple
 
@@ -234,7 +235,8 @@ def array_to_image_msg(arr: np.ndarray, encoding: str, header=None, image_cls=No
     msg.encoding = encoding
     msg.is_bigendian = int(sys.byteorder == "big")
     msg.step = int(arr.strides[0])
-    msg.data = arr.tobytes()
+    # an array.array('B') is taken as is; bytes are validated element by element on Humble (~20 ms/MB)
+    msg.data = array.array("B", arr.tobytes())
     return msg
 
 

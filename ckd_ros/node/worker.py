@@ -195,7 +195,7 @@ class TrackingWorker:
         if bad:
             total = tir.shape[0] * tir.shape[1]
             if bad >= total:
-                raise BadPair("nonfinite", f"thermal: all {total} pixels are NaN/inf; pair skipped")
+                raise BadPair("all_nonfinite", f"thermal: all {total} pixels are NaN/inf; pair skipped")
             self.reporter.report("nonfinite", f"thermal: {bad} of {total} pixels are NaN/inf "
                                  "(shown as the coldest value)")
         t2 = time.perf_counter()
