@@ -1,0 +1,179 @@
+"""launch/ckd_tracker.launch.py through launch.LaunchService in its own process (what `ros2 launch`
+does; the wheel has no `launch` verb), against a colcon-like install prefix made in a temp dir.
+
+Two tracker instances from the same file: one autostarting with remapped topics in a namespace,
+one with autostart:=false driven through its lifecycle services. Both must track, and SIGINT must
+end the launch cleanly.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from test_node_support import MovingTarget, domain_id, make_context, shutdown_context, wait_for
+
+pytestmark = pytest.mark.ros
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# the body of `ros2 launch`: include the file with name:=value arguments and run until SIGINT
+LAUNCH = """
+import sys
+from launch import LaunchDescription, LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+ld = LaunchDescription()
+for group in sys.argv[1:]:
+    path, *args = group.split(' ')
+    ld.add_action(IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                           launch_arguments=[a.split(':=', 1) for a in args]))
+ls = LaunchService(argv=[])
+ls.include_launch_description(ld)
+sys.exit(ls.run())
+"""
+
+
+def make_prefix(root: pathlib.Path) -> pathlib.Path:
+    """share/ament_index + share/ckd_ros/{launch,config} + lib/ckd_ros/ckd_tracker, as colcon installs them."""
+    index = root / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "ckd_ros").write_text("")
+    share = root / "share" / "ckd_ros"
+    for sub in ("launch", "config"):
+        (share / sub).mkdir(parents=True)
+        for f in (REPO / sub).iterdir():
+            if f.is_file():
+                (share / sub / f.name).symlink_to(f)
+    (share / "package.xml").symlink_to(REPO / "package.xml")
+    lib = root / "lib" / "ckd_ros"
+    lib.mkdir(parents=True)
+    exe = lib / "ckd_tracker"
+    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom ckd_ros.node.tracker_node import main\nsys.exit(main())\n")
+    exe.chmod(0o755)
+    return root
+
+
+def tiny_checkpoint(path: pathlib.Path) -> pathlib.Path:
+    import torch
+
+    from ckd_ros.model import CKDConfig, CKDStudent, save_converted
+
+    torch.manual_seed(0)
+    cfg = CKDConfig(embed_dim=16, depth=2, num_heads=2, head_channels=8, template_size=64, search_size=128,
+                    name="tiny_test")
+    save_converted(CKDStudent(cfg).eval(), path)
+    return path
+
+
+def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from sensor_msgs.srv import SetCameraInfo
+    from vision_msgs.msg import Detection2DArray
+
+    from ckd_ros.node.image_conversion import array_to_image_msg
+
+    prefix = make_prefix(tmp_path / "install")
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n"
+                      f"    model.checkpoint: \"{ckpt}\"\n    device: cpu\n    tracking.lost_threshold: 0.0\n")
+    launch_file = prefix / "share" / "ckd_ros" / "launch" / "ckd_tracker.launch.py"
+    common = f"rgb_topic:=/cam/rgb thermal_topic:=/cam/tir params_file:={params} backend:=torch namespace:=robot"
+    env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{os.environ.get('AMENT_PREFIX_PATH', '')}",
+               ROS_DOMAIN_ID=str(domain_id()), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "launch.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, f"{launch_file} {common} node_name:=auto",
+         f"{launch_file} {common} node_name:=manual autostart:=false"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ctx = make_context()
+    node = rclpy.create_node("launch_test_client", context=ctx)
+    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+
+    def call(cli, req, timeout=30.0):
+        assert cli.wait_for_service(timeout_sec=60.0), f"{cli.srv_name} never appeared: {_tail(tmp_path)}"
+        fut = cli.call_async(req)
+        assert wait_for(fut.done, timeout), f"{cli.srv_name} did not answer"
+        return fut.result()
+
+    def state(name):
+        return call(node.create_client(GetState, f"/robot/{name}/get_state"), GetState.Request()).current_state.label
+
+    try:
+        assert wait_for(lambda: proc.poll() is None and state("auto") == "active", 60.0), _tail(tmp_path)
+        assert state("manual") == "unconfigured", "autostart:=false must leave the node unconfigured"
+        change = node.create_client(ChangeState, "/robot/manual/change_state")
+        for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            req = ChangeState.Request()
+            req.transition.id = tid
+            assert call(change, req, 60.0).success, _tail(tmp_path)
+        assert state("manual") == "active"
+        # remapped inputs: both trackers subscribe to /cam/rgb and /cam/tir
+        assert wait_for(lambda: node.count_subscribers("/cam/rgb") == 2 and node.count_subscribers("/cam/tir") == 2,
+                        10.0)
+        dets = {"auto": [], "manual": []}
+        for name in dets:
+            node.create_subscription(Detection2DArray, f"/robot/{name}/detections", dets[name].append, 10)
+        rgb_pub = node.create_publisher(Image, "/cam/rgb", qos_profile_sensor_data)
+        tir_pub = node.create_publisher(Image, "/cam/tir", qos_profile_sensor_data)
+        scene = MovingTarget()
+        k = 0
+
+        def publish():
+            nonlocal k
+            k += 1
+            rgb, tir = scene.frame(k)
+            stamp = time.time_ns()
+            for pub, arr, enc, frame in ((rgb_pub, rgb, "rgb8", "cam_rgb"), (tir_pub, tir, "mono16", "cam_tir")):
+                msg = array_to_image_msg(arr, enc)
+                msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+                msg.header.frame_id = frame
+                pub.publish(msg)
+            return False
+
+        wait_for(publish, 1.0, 0.05)
+        for name in dets:
+            req = SetCameraInfo.Request()
+            x, y, w, h = scene.box(k)
+            req.camera_info.roi.x_offset, req.camera_info.roi.y_offset = int(x), int(y)
+            req.camera_info.roi.width, req.camera_info.roi.height = int(w), int(h)
+            res = call(node.create_client(SetCameraInfo, f"/robot/{name}/set_target"), req)
+            assert res.success, res.status_message
+        assert wait_for(lambda: publish() or all(len(v) >= 3 for v in dets.values()), 20.0), \
+            {n: len(v) for n, v in dets.items()}
+        assert all(d.header.frame_id == "cam_rgb" for v in dets.values() for d in v)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait(10)
+        executor.shutdown()
+        node.destroy_node()
+        shutdown_context(ctx)
+        log.close()
+    assert code == 0, f"launch did not shut down cleanly (exit {code}): {_tail(tmp_path)}"
+    text = (tmp_path / "launch.log").read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
+def _tail(tmp_path) -> str:
+    try:
+        return "\n--- launch log ---\n" + (tmp_path / "launch.log").read_text()[-3000:]
+    except OSError:
+        return ""
