@@ -63,6 +63,8 @@ def machine_description() -> Dict[str, object]:
         "cpus_usable": usable,
         "memory_gib": round(mem_gib, 1),
         "gpu": gpu.describe(),
+        # other processes on a shared machine skew CPU timings: record how busy it was
+        "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "l4t": gpu.l4t_release,
         "versions": {d: _version(d) for d in ("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt",
                                              "tensorrt-rtx-cu12", "numpy")},
@@ -149,8 +151,8 @@ def _bench_model(preset: str, checkpoint):
 
 
 def format_table(rows: List[Dict[str, object]], machine: Dict[str, object]) -> str:
-    lines = [f"machine: {machine['cpu']} ({machine['cpus_usable']} usable CPUs, {machine['memory_gib']} GiB), "
-             f"{machine['gpu']}; {machine['platform']}",
+    lines = [f"machine: {machine['cpu']} ({machine['cpus_usable']} usable CPUs, {machine['memory_gib']} GiB, "
+             f"load {machine.get('loadavg_1m')}), {machine['gpu']}; {machine['platform']}",
              "versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v),
              "",
              f"{'model':<10} {'backend':<12} {'prec':<5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'fps':>7} {'n':>4}"]

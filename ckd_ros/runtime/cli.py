@@ -111,6 +111,8 @@ def cmd_bench(args) -> int:
     rows = run_bench(_csv(args.preset), kinds, _csv(args.precision), checkpoint=args.checkpoint,
                      warmup=args.warmup, iters=args.iters, threads=args.threads, cache_dir=args.cache_dir,
                      cuda_graph=args.cuda_graph, log=_log)
+    if hasattr(os, "getloadavg"):
+        machine["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     print(format_table(rows, machine))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

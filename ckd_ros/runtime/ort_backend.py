@@ -76,6 +76,8 @@ class OnnxRuntimeBackend(Backend):
         first = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if precision == "fp16" and first != "TensorrtExecutionProvider":
             raise CKDError("onnxruntime runs the fp32 graph; fp16 needs device='tensorrt' or the TensorRT backend")
+        if first == "TensorrtExecutionProvider" and trt_cache_dir:
+            os.makedirs(trt_cache_dir, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
