@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""End-to-end latency of the ckd_tracker node: camera stamp -> detection received, and the same minus
+the network (backend inference) time, p50/p99, per frame.
+
+Two processes, like a robot: a camera process publishes RGB (rgb8) + thermal (mono16) pairs stamped
+with the wall clock and receives the detections; this process runs the real node (MultiThreadedExecutor,
+worker thread, sync, cache, diagnostics) and records each processed pair's stage timings. Frames are
+joined by stamp afterwards.
+
+    CKD_ROS_DISTRO=jazzy bash -c '. scripts/ros_env.sh && .venv/bin/python benchmarks/bench_node_latency.py \
+        --width 640 --height 512 --rate 30 --seconds 30 --backend onnxruntime --preset demo_small'
+
+Random weights (the box values do not matter for latency); `--checkpoint` uses a real model instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---- camera process ----------------------------------------------------------------------------
+
+def camera(args) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    sys.path.insert(0, os.path.join(HERE, "..", "test"))
+    from test_node_support import MovingTarget
+
+    from ckd_ros.node.image_conversion import array_to_image_msg
+
+    rclpy.init()
+    node = rclpy.create_node("bench_camera")
+    rgb_pub = node.create_publisher(Image, "/rgb/image", qos_profile_sensor_data)
+    tir_pub = node.create_publisher(Image, "/thermal/image", qos_profile_sensor_data)
+    received = {}
+    node.create_subscription(Detection2DArray, "/ckd_tracker/detections",
+                             lambda m: received.setdefault(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
+                                                           time.time_ns()), 100)
+    scene = MovingTarget(args.width, args.height, box_size=(args.width // 8, args.height // 8),
+                         speed=args.width / 200)
+    frames = [scene.frame(k) for k in range(60)]  # pre-rendered: the camera must not be the bottleneck
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    published = []
+    t0 = time.monotonic()
+    k = 0
+    while time.monotonic() - t0 < args.seconds + args.warmup:
+        rgb, tir = frames[k % len(frames)]
+        stamp = time.time_ns()
+        for pub, arr, enc, frame in ((rgb_pub, rgb, "rgb8", "cam_rgb"), (tir_pub, tir, "mono16", "cam_tir")):
+            msg = array_to_image_msg(arr, enc)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+            msg.header.frame_id = frame
+            pub.publish(msg)
+        published.append((stamp, k % len(frames)))
+        k += 1
+        time.sleep(max(0.0, t0 + k / args.rate - time.monotonic()))
+    time.sleep(1.0)
+    with open(args.out, "w") as f:
+        json.dump({"published": published, "received": received}, f)
+    executor.shutdown()
+    spin.join(5.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+# ---- node process ----------------------------------------------------------------------------------
+
+def pct(values, q):
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def run(args) -> int:
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from ckd_ros.node.tracker_node import CkdTrackerNode
+
+    def factory(values):
+        from ckd_ros.runtime import open_backend
+
+        if args.checkpoint:
+            return open_backend(args.backend, checkpoint=args.checkpoint, preset=args.preset,
+                                cache_dir=args.cache_dir, threads=args.threads)
+        import torch
+
+        from ckd_ros.model import CKDConfig, CKDStudent
+
+        torch.manual_seed(0)
+        model = CKDStudent(CKDConfig.preset(args.preset)).eval()
+        extra = {"threads": args.threads} if args.backend == "onnxruntime" else {}
+        return open_backend(args.backend, model=model, cache_dir=args.cache_dir, **extra)
+
+    rclpy.init()
+    overrides = [Parameter("tracking.lost_threshold", value=0.0), Parameter("debug.overlay", value=False),
+                 Parameter("tracking.init_cache_s", value=1.0)]
+    node = CkdTrackerNode(backend_factory=factory, parameter_overrides=overrides)
+    timings = {}
+    original = node._publish_outcome
+
+    def record(outcome):
+        original(outcome)
+        if outcome.live:
+            timings[outcome.decoded.pair.rgb_stamp_ns] = dict(outcome.timings)
+
+    node._publish_outcome = record
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    deadline = time.monotonic() + 300
+    while node.lifecycle_state != "active":
+        if time.monotonic() > deadline:
+            print("node did not become active", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    backend_desc = node._backend.describe()
+    print(f"node active: {backend_desc}")
+
+    out = os.path.join(tempfile.mkdtemp(), "camera.json")
+    cam = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "camera", "--out", out,
+                            "--width", str(args.width), "--height", str(args.height), "--rate", str(args.rate),
+                            "--seconds", str(args.seconds), "--warmup", str(args.warmup)])
+    from sensor_msgs.srv import SetCameraInfo
+
+    # target: the rectangle of the first pre-rendered frame (its position does not change the latency)
+    client = node.create_client(SetCameraInfo, "/ckd_tracker/set_target")
+    time.sleep(1.5)
+    req = SetCameraInfo.Request()
+    w, h = args.width // 8, args.height // 8
+    req.camera_info.roi.x_offset, req.camera_info.roi.y_offset = args.width // 2, args.height // 2
+    req.camera_info.roi.width, req.camera_info.roi.height = w, h
+    res = client.call(req) if client.wait_for_service(timeout_sec=10) else None
+    print(f"set_target: {res.success if res else None} {res.status_message if res else ''}")
+    cam.wait()
+    snap = node.stats.snapshot()
+    node.teardown()
+    executor.shutdown()
+    spin.join(5.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+    with open(out) as f:
+        cam_data = json.load(f)
+    published = [s for s, _ in cam_data["published"]]
+    received = {int(k): v for k, v in cam_data["received"].items()}
+    t_first = published[0] + int(args.warmup * 1e9)
+    rows = []
+    for stamp, t_recv in received.items():
+        if stamp < t_first or stamp not in timings:
+            continue
+        tm = timings[stamp]
+        e2e = (t_recv - stamp) / 1e6
+        network = tm.get("inference", 0.0)
+        rows.append({**tm, "e2e": e2e, "inference": network, "e2e_minus_network": e2e - network})
+    if not rows:
+        print("no detections matched", file=sys.stderr)
+        return 1
+    counters = snap["counters"]
+    keys = ["e2e", "inference", "e2e_minus_network", "stamp_to_publish", "total", "sync_wait", "queue", "decode",
+            "preprocess", "postprocess", "publish"]
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "ros_distro": os.environ.get("ROS_DISTRO", "?"),
+        "backend": backend_desc,
+        "image": f"{args.width}x{args.height} rgb8 + mono16",
+        "camera_rate_hz": args.rate,
+        "frames_measured": len(rows),
+        "processed_fps": len(rows) / args.seconds,
+        "pairs_received": counters.get("pairs_received", 0),
+        "pairs_processed": counters.get("pairs_processed", 0),
+        "pairs_dropped": counters.get("pairs_dropped", 0),
+        "ms": {k: {"p50": pct([r[k] for r in rows if k in r], 50), "p99": pct([r[k] for r in rows if k in r], 99)}
+               for k in keys},
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--role", choices=("node", "camera"), default="node")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured duration")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds ignored at the start")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt", "auto"))
+    p.add_argument("--preset", default="demo_small")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json", default=None, help="write the summary here")
+    args = p.parse_args(argv)
+    return camera(args) if args.role == "camera" else run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
