@@ -1,0 +1,122 @@
+"""Training checkpoints: the official container layout plus what resuming needs, written atomically.
+
+`{'net': state_dict (878 keys), 'epoch': int, 'net_type': 'OSTrack_CKD', ...}` is what the authors'
+tools and `ckd_ros.model.load_checkpoint` read; we add the optimizer, AMP scaler, RNG states, the step
+counter and both configs. Only tensors and plain Python values are stored (no pickled classes), so
+resuming loads with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from ckd_ros.errors import CKDError
+
+FORMAT = "ckd_ros.train.v1"
+PATTERN = re.compile(r"^CKD_ep(\d{4,})\.pth\.tar$")
+
+
+def checkpoint_path(directory, epoch: int) -> pathlib.Path:
+    return pathlib.Path(directory) / f"CKD_ep{int(epoch):04d}.pth.tar"
+
+
+def list_checkpoints(directory) -> Dict[int, pathlib.Path]:
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return {}
+    found = {}
+    for p in directory.iterdir():
+        m = PATTERN.match(p.name)
+        if m:
+            found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def latest_checkpoint(directory) -> Optional[pathlib.Path]:
+    found = list_checkpoints(directory)
+    return found[max(found)] if found else None
+
+
+def _plain(value: Any) -> Any:
+    """The config as plain YAML-able values (in-memory datasets become a placeholder string)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return f"<{type(value).__name__}>"
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, model: torch.nn.Module, optimizer, epoch: int, global_step: int,
+                    deploy_config, train_config: Dict[str, Any], scaler=None) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = {
+        "net": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "epoch": int(epoch),
+        "net_type": "OSTrack_CKD",
+        "actor_type": "OSTrack_CKD_Actor",
+        "format": FORMAT,
+        "global_step": int(global_step),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(),
+        "ckd_config": deploy_config.to_dict(),
+        "train_config": yaml.safe_dump(_plain(train_config), sort_keys=False),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # readers see the old file or the complete new one, never a partial one
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_training_checkpoint(path) -> Dict[str, Any]:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CKDError(f"checkpoint to resume from not found: {path}")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CKDError(f"cannot resume from {path}: not a ckd_ros training checkpoint "
+                       f"({type(exc).__name__}); use init.type: ckd to start from other CKD files") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CKDError(f"{path} is not a ckd_ros training checkpoint (no '{FORMAT}' tag); "
+                       "use init.type: ckd to start from it instead of resuming")
+    return obj
+
+
+def prune_checkpoints(directory, keep_last: int) -> None:
+    if keep_last <= 0:
+        return
+    found = list_checkpoints(directory)
+    for epoch in list(found)[:-keep_last]:
+        found[epoch].unlink(missing_ok=True)

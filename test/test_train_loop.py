@@ -1,0 +1,132 @@
+"""The trainer on the tiny config: loss goes down, bit-exact resume, export of the student, stages, CLI."""
+import pathlib
+
+import pytest
+import torch
+
+from ckd_ros.cli import main as ckd_main
+from ckd_ros.errors import CKDError
+from ckd_ros.model import convert, load_checkpoint
+from ckd_ros.train import train
+from ckd_ros.train.checkpointing import list_checkpoints
+from ckd_ros.train.config import load_config, model_config
+from ckd_ros.train.trainer import Trainer
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = REPO / "config" / "train_tiny.yaml"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _trainer(tmp_path, *overrides):
+    return Trainer(load_config(TINY, [f"output.dir={tmp_path}", *overrides]))
+
+
+def _run(tmp_path, *overrides):
+    trainer = _trainer(tmp_path, *overrides)
+    try:
+        path = trainer.run()
+    finally:
+        trainer.close()
+    return trainer, path
+
+
+def test_a_few_steps_lower_the_total_loss(tmp_path):
+    # one batch, no patch mask: with a zero learning rate the loss would stay constant
+    trainer = _trainer(tmp_path, "mask.ratio=0")
+    batch = next(iter(trainer.loader))
+    losses = [trainer.train_step(batch)["loss/total"] for _ in range(10)]
+    trainer.close()
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
+    assert losses[-1] < 0.85 * losses[0], losses
+    assert trainer.global_step == 10
+
+
+def test_resume_continues_bit_exactly(tmp_path):
+    full, _ = _run(tmp_path / "a", "optim.epochs=3")
+    part, first = _run(tmp_path / "b", "optim.epochs=1")
+    assert first.name == "CKD_ep0001.pth.tar"
+    resumed, last = _run(tmp_path / "b", "optim.epochs=3", "resume=auto")
+    assert resumed.start_epoch == 2 and last.name == "CKD_ep0003.pth.tar"
+    keys = ("loss/total", "loss/student", "loss/style", "loss/content", "grad_norm")
+    expected = [[s[k] for k in keys] for s in full.history[2:]]
+    got = [[s[k] for k in keys] for s in resumed.history]
+    assert got == expected  # bitwise: same floats, not approximately
+    assert [s["loss/total"] for s in part.history] == [s["loss/total"] for s in full.history[:2]]
+    final_a = torch.load(tmp_path / "a" / "checkpoints" / "CKD_ep0003.pth.tar", weights_only=True)["net"]
+    final_b = torch.load(last, weights_only=True)["net"]
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_checkpoint_layout_and_student_export(tmp_path):
+    # stage 1 (no CE), then stage 2 (MCE on, heads only) from it; the student must load for deployment
+    _, stage1 = _run(tmp_path / "s1", "optim.epochs=1")
+    obj = torch.load(stage1, weights_only=True)  # no pickled classes
+    assert obj["epoch"] == 1 and obj["net_type"] == "OSTrack_CKD" and len(obj["net"]) == 7 * 0 + len(obj["net"])
+    assert {k.split(".")[0] for k in obj["net"]} == {"rgb_branch", "tir_branch", "box_head", "teacher_rgb",
+                                                     "teacher_tir", "box_head_v", "box_head_i"}
+    trainer, stage2 = _run(tmp_path / "s2", "stage=mce", "optim.epochs=1", "mask.ratio=0",
+                           "optim.param_groups=[[head, 1.0e-3]]", f"init={{type: ckd, path: {stage1}}}")
+    before = torch.load(stage1, weights_only=True)["net"]
+    after = torch.load(stage2, weights_only=True)["net"]
+    assert torch.equal(before["rgb_branch.blocks.0.attn.qkv.weight"], after["rgb_branch.blocks.0.attn.qkv.weight"])
+    assert torch.equal(before["teacher_tir.pos_embed_x"], after["teacher_tir.pos_embed_x"])
+    for head in ("box_head", "box_head_v", "box_head_i"):
+        assert not torch.equal(before[f"{head}.conv5_ctr.weight"], after[f"{head}.conv5_ctr.weight"])
+
+    config = model_config(trainer.cfg)  # the deployable config (CE on)
+    student = load_checkpoint(stage2, config)
+    assert student.config.ce_loc == (1,)
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(2, 3, 64, 64, generator=g), torch.randn(2, 3, 64, 64, generator=g),
+              torch.randn(2, 3, 128, 128, generator=g), torch.randn(2, 3, 128, 128, generator=g)]
+    model = trainer.model.eval()
+    with torch.no_grad():
+        train_maps = model(*inputs)["student"]
+        deployed = student(*inputs)
+        converted_path = tmp_path / "student.safetensors"
+        convert(stage2, converted_path, config)
+        converted = load_checkpoint(converted_path)(*inputs)
+    for key in ("score_map", "size_map", "offset_map"):
+        assert torch.equal(train_maps[key], deployed[key])
+        assert torch.equal(train_maps[key], converted[key])
+
+
+def test_teacher_pretraining_then_students_from_teachers(tmp_path):
+    trainer, teachers = _run(tmp_path / "t", "stage=teachers", "optim.epochs=1",
+                             "optim.param_groups=[[box_head_, 1.0e-3], [teacher_, 1.0e-3]]")
+    assert "loss/student" not in trainer.history[0] and "loss/teacher_rgb" in trainer.history[0]
+    sd = torch.load(teachers, weights_only=True)["net"]
+    assert not torch.equal(sd["teacher_rgb.blocks.0.mlp.fc1.weight"], sd["rgb_branch.blocks.0.mlp.fc1.weight"])
+    student_run = _trainer(tmp_path / "d", f"init={{type: teachers, path: {teachers}}}")
+    m = student_run.model
+    assert torch.equal(m.rgb_branch.blocks[0].mlp.fc1.weight, sd["teacher_rgb.blocks.0.mlp.fc1.weight"])
+    assert torch.equal(m.tir_branch.norm.weight, sd["teacher_tir.norm.weight"])
+    student_run.close()
+
+
+def test_python_entry_returns_the_last_checkpoint(tmp_path):
+    path = train(str(TINY), [f"output.dir={tmp_path}", "optim.epochs=2", "output.save_every=5",
+                             "output.tensorboard=true"])
+    assert path == tmp_path / "checkpoints" / "CKD_ep0002.pth.tar" and path.is_file()
+    assert list(list_checkpoints(tmp_path / "checkpoints")) == [2]
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_config_errors_are_one_line_ckd_errors(tmp_path, capsys):
+    with pytest.raises(CKDError, match="unknown training config key 'optim.epoch'"):
+        load_config(TINY, ["optim.epoch=3"])
+    with pytest.raises(CKDError, match="matches no parameter"):
+        _trainer(tmp_path, "optim.param_groups=[[backbone, 1.0e-4]]")
+    with pytest.raises(CKDError, match="no ce_loc"):
+        load_config(TINY, ["stage=mce", "model.ce_loc=[]", "model.ce_keep_ratio=[]"])
+    assert ckd_main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert ckd_main(["train", "--config", str(TINY), "optim.batch_size=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("ckd train: error:") for line in err)
