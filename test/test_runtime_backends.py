@@ -97,6 +97,14 @@ def test_auto_picks_and_says_why(mce, tmp_path):
         backend.close()
 
 
+@pytest.mark.skipif(probe_gpu().available, reason="checks the CPU fallback")
+def test_auto_with_fp16_falls_back_to_fp32_on_cpu(ort_backend):
+    backend, _ = ort_backend
+    auto = open_backend("auto", onnx=backend.onnx_path, precision="fp16")
+    assert auto.name == "onnxruntime" and auto.precision == "fp32" and "running fp32" in auto.reason
+    auto.close()
+
+
 def test_choose_auto_decisions():
     assert choose_auto(GPU, True, True, True)[0] == "tensorrt"
     kind, why = choose_auto(GPU, False, True, True)

@@ -88,6 +88,10 @@ def open_backend(kind: str = "auto", *, checkpoint=None, onnx=None, preset=None,
 
         kind, reason = choose_auto(probe_gpu(), _installed(trt_module or "tensorrt"), _installed("onnxruntime"),
                                    checkpoint is not None or model is not None)
+        if precision == "fp16" and kind != "tensorrt" and device in (None, "auto", "cpu"):
+            # a config written for the Jetson (fp16) must still start on a CPU machine
+            precision = "fp32"
+            reason += "; fp16 needs TensorRT, running fp32"
     if kind == "torch":
         backend = _open_torch(model, checkpoint, cfg, precision, device, reason)
     else:
