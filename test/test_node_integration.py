@@ -293,3 +293,39 @@ def test_overlays_only_while_subscribed(make_harness):
     p = h.node.stats.snapshot()["counters"]["pairs_processed"]
     assert wait_for(lambda: h.node.stats.snapshot()["counters"]["pairs_processed"] >= p + 5, 10.0)
     assert len(got["rgb"]) == n, "debug.overlay=false must stop the overlays at runtime"
+
+
+def test_compressed_transport(make_harness):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    h = make_harness(overrides=dict(NEVER_LOST, transport="compressed"))
+    wait_active(h)
+    assert wait_for(lambda: h.client.count_subscribers("/rgb/image/compressed") == 1
+                    and h.client.count_subscribers("/thermal/image/compressed") == 1, 5.0)
+    pubs = [h.client.create_publisher(CompressedImage, f"/{s}/image/compressed", 5) for s in ("rgb", "thermal")]
+    scene = MovingTarget()
+    sent = []
+
+    def publish():
+        k = len(sent)
+        rgb, tir = scene.frame(k)
+        stamp = time.time_ns()
+        for pub, img, fmt, frame in ((pubs[0], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ".jpg", "camera_rgb"),
+                                     (pubs[1], tir, ".png", "camera_thermal")):
+            msg = CompressedImage(format=fmt[1:])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+            msg.header.frame_id = frame
+            msg.data = cv2.imencode(fmt, img)[1].tobytes()
+            pub.publish(msg)
+        sent.append((stamp, k))
+        return False
+
+    wait_for(lambda: publish() or len(h.node.cache) >= 2, 10.0, 0.05)
+    stamp, k = sent[-1]
+    res = h.set_target(scene.box(k), stamp_ns=stamp)
+    assert res.success, res.status_message
+    start = h.n_dets()
+    wait_for(lambda: publish() or h.n_dets() - start >= 3, 10.0, 0.05)
+    dets = h.dets_since(start)
+    assert len(dets) >= 3 and all(stamp_of(d) in dict(sent) and d.detections for d in dets)
