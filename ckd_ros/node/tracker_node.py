@@ -8,6 +8,7 @@ pair only, inference off the executor), params, diagnostics, overlay, target, de
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import time
@@ -304,7 +305,7 @@ class CkdTrackerNode(LifecycleNode):
             fut = self._worker.set_target(parse_request(request.camera_info))
             try:
                 ok, msg = fut.result(timeout=SERVICE_TIMEOUT_S)
-            except TimeoutError:
+            except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
                 ok, msg = False, f"the tracker did not answer within {SERVICE_TIMEOUT_S:.0f} s"
         response.success, response.status_message = ok, msg
         if ok:
@@ -320,7 +321,7 @@ class CkdTrackerNode(LifecycleNode):
             return response
         try:
             response.success, response.message = self._worker.clear_target().result(timeout=SERVICE_TIMEOUT_S)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:
             response.success, response.message = False, "the tracker did not answer in time"
         self.get_logger().info(f"clear_target: {response.message}")
         return response
