@@ -170,16 +170,15 @@ def lockstep_forward(branches, zs, xs, config: CKDConfig, keep_x=None, select_fr
     index = [raster for _ in branches]  # raster position of each current search token
     kept_per_layer = []
     block_outputs = [[] for _ in branches]
-    ce = dict(zip(config.ce_loc, config.ce_keep_ratio))
     counts = dict(zip(config.ce_loc, config.keep_counts))
+    num_search = config.num_search_tokens  # a Python int, so TopK's K is a constant in the exported graph
     for i in range(config.depth):
         attns = []
         for b, br in enumerate(branches):
             tokens[b], attn = br.blocks[i].attention_residual(tokens[b])
             attns.append(attn)
-        if i in ce and counts[i] < tokens[0].shape[1] - lz:
+        if i in counts and counts[i] < num_search:
             k = counts[i]
-            num_search = tokens[0].shape[1] - lz
             if shared:
                 joint = attns[select_from[0]]
                 for b in select_from[1:]:
@@ -194,6 +193,7 @@ def lockstep_forward(branches, zs, xs, config: CKDConfig, keep_x=None, select_fr
                 tokens[b] = select_tokens(tokens[b], keep, lz)
                 layer_kept.append(index[b])
             kept_per_layer.append(layer_kept)
+            num_search = k
         for b, br in enumerate(branches):
             tokens[b] = br.blocks[i].mlp_residual(tokens[b])
             if return_block_outputs:
