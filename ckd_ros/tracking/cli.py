@@ -1,13 +1,12 @@
 """`ckd track` (offline tracking of an RGB-T sequence) and `ckd calibrate` (thermal -> RGB homography)."""
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import re
 import sys
 import time
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
@@ -271,18 +270,3 @@ def run_calibrate(args) -> int:
         print(f"written: {args.out}")
     return 0
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """`python -m ckd_ros.tracking.cli track ...` without the top-level dispatcher."""
-    parser = argparse.ArgumentParser(prog="ckd")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CKDError as exc:
-        print(f"ckd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
