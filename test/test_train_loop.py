@@ -117,6 +117,8 @@ def test_python_entry_returns_the_last_checkpoint(tmp_path):
     assert path == tmp_path / "checkpoints" / "CKD_ep0002.pth.tar" and path.is_file()
     assert list(list_checkpoints(tmp_path / "checkpoints")) == [2]
     assert any((tmp_path / "tensorboard").iterdir())
+    with pytest.raises(CKDError, match="holds another model"):
+        _trainer(tmp_path, "resume=auto", "model.embed_dim=32", "model.num_heads=4")
 
 
 def test_config_errors_are_one_line_ckd_errors(tmp_path, capsys):
@@ -130,3 +132,30 @@ def test_config_errors_are_one_line_ckd_errors(tmp_path, capsys):
     assert ckd_main(["train", "--config", str(TINY), "optim.batch_size=0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("ckd train: error:") for line in err)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_with_gloo(tmp_path):
+    """DDP end to end on CPU: env:// init, find_unused_parameters, per-rank data, rank-0 checkpoint."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ckd_ros.cli", "train", "--config", str(TINY), "--output", str(tmp_path), "optim.epochs=1",
+           "stage=mce", "mask.ratio=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "world 2" in proc.stdout and proc.stdout.count("last checkpoint:") == 1
+    obj = torch.load(tmp_path / "checkpoints" / "CKD_ep0001.pth.tar", weights_only=True)
+    assert obj["epoch"] == 1 and obj["global_step"] == 1  # 8 samples / (2 ranks x 4)
+
+
+@pytest.mark.parametrize("name", ["train_stage1.yaml", "train_stage2_mce.yaml"])
+def test_paper_configs_validate(name):
+    cfg = load_config(REPO / "config" / name)
+    train_config = model_config(cfg, for_training=True)
+    assert train_config.embed_dim == 768 and train_config.depth == 12
+    assert bool(train_config.ce_loc) == (cfg["stage"] == "mce")
+    assert model_config(cfg).ce_loc == (3, 6, 9)  # the deployable student keeps its MCE blocks
+    if cfg["stage"] == "mce":
+        assert cfg["optim"]["param_groups"] == [["head", 5e-5]] and cfg["mask"]["ratio"] == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def _train(args) -> int:
@@ -12,8 +13,9 @@ def _train(args) -> int:
     if args.output:
         overrides.append(f"output.dir={args.output}")
     path = train(args.config, overrides)
-    print(f"last checkpoint: {path}")
-    print(f"export the student: ckd convert {path} student.safetensors")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"last checkpoint: {path}")
+        print(f"export the student: ckd convert {path} student.safetensors")
     return 0
 
 

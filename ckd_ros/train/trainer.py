@@ -53,9 +53,13 @@ class Trainer:
         self._bar = None
 
         seed = int(cfg["seed"])
+        resume = cfg["resume"]
+        if resume == "auto":  # the latest checkpoint of this run, or a fresh start when there is none
+            resume = checkpointing.latest_checkpoint(self.ckpt_dir)
         torch.manual_seed(seed)  # identical construction on every rank and every run
         self.model = CKDTrainingModel(self.model_config)
-        init_msg = initialise(self.model, cfg["init"], seed)  # same on every rank (DDP broadcasts anyway)
+        # resuming overwrites every weight: the init file is not needed (nor read) then
+        init_msg = "" if resume else initialise(self.model, cfg["init"], seed)
         self.model.to(self.device)
         optim_cfg = cfg["optim"]
         self.optimizer = build_optimizer(self.model, optim_cfg["param_groups"], float(optim_cfg["weight_decay"]))
@@ -67,9 +71,6 @@ class Trainer:
         torch.manual_seed(seed + self.dist.rank + 1)  # drop path; the authors' seed + rank + 1
 
         self.start_epoch, self.global_step = 1, 0
-        resume = cfg["resume"]
-        if resume == "auto":
-            resume = checkpointing.latest_checkpoint(self.ckpt_dir)
         if resume:
             self._resume(resume)
             init_msg = f"resumed from {resume} (epoch {self.start_epoch - 1} done)"
@@ -120,7 +121,12 @@ class Trainer:
 
     def _resume(self, path) -> None:
         obj = checkpointing.load_training_checkpoint(path)
-        self.model.load_state_dict(obj["net"], strict=True)
+        try:
+            self.model.load_state_dict(obj["net"], strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+            raise CKDError(f"cannot resume from {path}: it holds another model ({first}); "
+                           "resume with the config it was trained with") from None
         try:
             self.optimizer.load_state_dict(obj["optimizer"])
         except ValueError as exc:
