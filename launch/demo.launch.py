@@ -123,8 +123,8 @@ def _demo(context, *args, **kwargs):
         else:
             actions.append(LogInfo(msg="demo: rviz:=true but rviz2 is not installed (the ROS 2 runtime wheel "
                                        "has no GUI tools). Install ROS 2 with rviz2 (e.g. apt install "
-                                       "ros-jazzy-rviz2) and source it, or watch out/demo.mp4. Continuing "
-                                       "headless."))
+                                       f"ros-jazzy-rviz2) and source it, or watch {a['out_dir']}/demo.mp4. "
+                                       "Continuing headless."))
     return actions
 
 
