@@ -159,3 +159,12 @@ def test_paper_configs_validate(name):
     assert model_config(cfg).ce_loc == (3, 6, 9)  # the deployable student keeps its MCE blocks
     if cfg["stage"] == "mce":
         assert cfg["optim"]["param_groups"] == [["head", 5e-5]] and cfg["mask"]["ratio"] == 0
+
+
+def test_bf16_autocast_step(tmp_path):
+    trainer = _trainer(tmp_path, "optim.amp=bf16")
+    before = trainer.model.box_head.conv5_ctr.weight.detach().clone()
+    stats = trainer.train_step(next(iter(trainer.loader)))
+    trainer.close()
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert not torch.equal(before, trainer.model.box_head.conv5_ctr.weight)
