@@ -125,7 +125,8 @@ def test_config_errors_are_one_line_ckd_errors(tmp_path, capsys):
     with pytest.raises(CKDError, match="unknown training config key 'optim.epoch'"):
         load_config(TINY, ["optim.epoch=3"])
     with pytest.raises(CKDError, match="matches no parameter"):
-        _trainer(tmp_path, "optim.param_groups=[[backbone, 1.0e-4]]")
+        _trainer(tmp_path, "optim.param_groups=[[backbone, 1.0e-4]]", "threads=2")
+    assert torch.get_num_threads() == 1  # the failed construction restored the caller's setting
     with pytest.raises(CKDError, match="no ce_loc"):
         load_config(TINY, ["stage=mce", "model.ce_loc=[]", "model.ce_keep_ratio=[]"])
     assert ckd_main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
@@ -168,3 +169,21 @@ def test_bf16_autocast_step(tmp_path):
     trainer.close()
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
     assert not torch.equal(before, trainer.model.box_head.conv5_ctr.weight)
+
+
+def test_sequence_provider_with_a_dict_config(tmp_path):
+    """In-memory (rgb_frames, tir_frames, boxes) sequences plug in through `type: arrays`."""
+    import numpy as np
+    import yaml
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 80, (24, 96, 128, 3), dtype=np.uint8)
+    boxes = np.array([[20 + t, 30, 24, 16] for t in range(24)], np.float32)
+    for t, (x, y, w, h) in enumerate(boxes.astype(int)):
+        rgb[t, y:y + h, x:x + w] = (240, 180, 30)
+    tir = rgb[..., :1].copy()  # H x W x 1 thermal
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["data"]["datasets"] = [{"type": "arrays", "sequences": [(rgb, tir, boxes)]}]
+    cfg["output"]["dir"] = str(tmp_path)
+    path = train(cfg, ["optim.epochs=1"])
+    obj = torch.load(path, weights_only=True)
+    assert "<ndarray>" in obj["train_config"] and obj["ckd_config"]["embed_dim"] == 16

@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple
 import cv2
 import numpy as np
 
+from ckd_ros.errors import CKDError
 from ckd_ros.tracking.preprocess import IMAGENET_MEAN, IMAGENET_STD, crop_window, pads, sample_target
 
 
@@ -108,8 +109,8 @@ def process_pair(template: Tuple[np.ndarray, np.ndarray], template_box: np.ndarr
     for split in ("template", "search"):
         (rgb, tir), box = frames[split]
         if rgb.shape[:2] != tir.shape[:2]:
-            raise ValueError(f"RGB {rgb.shape[:2]} and thermal {tir.shape[:2]} frames differ in size; "
-                             "training needs registered, equal-size pairs")
+            raise CKDError(f"RGB {rgb.shape[:2]} and thermal {tir.shape[:2]} frames differ in size; "
+                           "training needs registered, equal-size pairs")
         if do_gray:
             rgb, tir = _gray(rgb), _gray(tir)
         if do_flip:  # pytracking box flip: x' = (W - 1) - (x + w)

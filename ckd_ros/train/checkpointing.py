@@ -70,7 +70,8 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_checkpoint(path, model: torch.nn.Module, optimizer, epoch: int, global_step: int,
-                    deploy_config, train_config: Dict[str, Any], scaler=None) -> pathlib.Path:
+                    deploy_config, train_config: Dict[str, Any], scaler=None,
+                    rng_per_rank: Optional[list] = None) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {
@@ -83,6 +84,7 @@ def save_checkpoint(path, model: torch.nn.Module, optimizer, epoch: int, global_
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
+        "rng_per_rank": rng_per_rank or [rng_state()],
         "ckd_config": deploy_config.to_dict(),
         "train_config": yaml.safe_dump(_plain(train_config), sort_keys=False),
     }

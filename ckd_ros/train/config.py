@@ -5,7 +5,6 @@ Unknown keys are errors (a typo must not silently train with a default).
 """
 from __future__ import annotations
 
-import copy
 import pathlib
 from typing import Any, Dict, Iterable, Optional, Union
 
@@ -71,8 +70,17 @@ DEFAULTS: Dict[str, Any] = {
 _FREE = {("model",), ("data", "datasets"), ("data", "val"), ("optim", "param_groups"), ("init",)}
 
 
+def _copy(value: Any) -> Any:
+    """Copy the containers, share the leaves (in-memory frame arrays are not duplicated)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 def _merge(base: Dict[str, Any], update: Dict[str, Any], where: tuple) -> Dict[str, Any]:
-    out = copy.deepcopy(base)
+    out = _copy(base)
     for key, value in update.items():
         path = where + (key,)
         if key not in base:
@@ -80,9 +88,9 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any], where: tuple) -> Dict[s
         if isinstance(base[key], dict) and isinstance(value, dict) and path not in _FREE:
             out[key] = _merge(base[key], value, path)
         elif path in _FREE and isinstance(base[key], dict) and isinstance(value, dict):
-            out[key] = {**base[key], **copy.deepcopy(value)}  # free-form: keys checked by their user
+            out[key] = {**base[key], **_copy(value)}  # free-form: keys checked by their user
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _copy(value)
     return out
 
 

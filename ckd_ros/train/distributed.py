@@ -73,6 +73,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def gather_objects(obj, info: DistInfo) -> list:
+    """One picklable object per rank, in rank order (every rank gets the list)."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def mean_over_ranks(stats: Dict[str, float], info: DistInfo) -> Dict[str, float]:
     if not info.enabled or not stats:
         return stats

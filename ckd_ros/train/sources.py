@@ -34,7 +34,10 @@ class ArrayFrames:
         self.rgb, self.tir = rgb, tir
 
     def __call__(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.rgb[i]), np.asarray(self.tir[i])
+        rgb, tir = np.asarray(self.rgb[i]), np.asarray(self.tir[i])
+        if tir.ndim == 3 and tir.shape[2] == 1:
+            tir = tir[:, :, 0]  # H x W x 1 thermal: treated as gray
+        return rgb, tir
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from ckd_ros.train.sources import build_sources
 from ckd_ros.train.weights import initialise
 
 INPUT_KEYS = ("template_rgb", "template_tir", "search_rgb", "search_tir")
+HISTORY_LIMIT = 10_000
 
 
 def _peak_rss_mb() -> float:
@@ -38,18 +39,26 @@ def _peak_rss_mb() -> float:
 class Trainer:
     def __init__(self, cfg: Dict[str, Any]):
         self.cfg = cfg
+        self.writer = None
         self.dist = distributed.setup(cfg["device"])
         self.device = self.dist.device
         self._threads_before = torch.get_num_threads()
         if int(cfg["threads"]) > 0:
             torch.set_num_threads(int(cfg["threads"]))
+        try:
+            self._build(cfg)
+        except BaseException:
+            self.close()  # a bad config must not leave the caller's process changed
+            raise
+
+    def _build(self, cfg: Dict[str, Any]) -> None:
         self.out_dir = pathlib.Path(cfg["output"]["dir"])
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.deploy_config = model_config(cfg)
         self.model_config = model_config(cfg, for_training=True)
         self.parts = ("teachers",) if cfg["stage"] == "teachers" else ("teachers", "students")
         self.block_outputs = needs_block_outputs(cfg["loss"], self.parts)
-        self.history: List[Dict[str, float]] = []  # per-step logged values (tests, callers)
+        self.history: List[Dict[str, float]] = []  # the last HISTORY_LIMIT steps' values (tests, callers)
         self._bar = None
 
         seed = int(cfg["seed"])
@@ -91,7 +100,6 @@ class Trainer:
                  f"CE {list(self.model_config.ce_loc) or 'off'}), {init_msg}; "
                  f"{trainable_count(self.model) / 1e6:.2f} M trainable parameters; device {self.device}, "
                  f"world {world}, batch {batch}/process, {self.iters_per_epoch} iterations/epoch")
-        self.writer = None
         if self.dist.is_main and cfg["output"]["tensorboard"]:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
@@ -134,7 +142,9 @@ class Trainer:
                            "resume with the same optim.param_groups or start a new run with init.type: ckd") from None
         if self.scaler is not None and obj.get("scaler"):
             self.scaler.load_state_dict(obj["scaler"])
-        checkpointing.set_rng_state(obj["rng"])
+        per_rank = obj.get("rng_per_rank") or []
+        same_world = len(per_rank) == self.dist.world_size
+        checkpointing.set_rng_state(per_rank[self.dist.rank] if same_world else obj["rng"])
         self.start_epoch = int(obj["epoch"]) + 1
         self.global_step = int(obj["global_step"])
 
@@ -230,6 +240,8 @@ class Trainer:
                     stats["time/iter_s"], t_last = now - t_last, now
                     stats["epoch"] = float(epoch)
                     self.history.append(stats)
+                    if len(self.history) > HISTORY_LIMIT:
+                        del self.history[:-HISTORY_LIMIT]
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v
                     n += 1
@@ -237,8 +249,8 @@ class Trainer:
                         self._bar.update(1)
                         self._bar.set_postfix(loss=f"{stats['loss/total']:.4f}", refresh=False)
                     if self.global_step % log_every == 0:
-                        self._scalars({**stats, "lr/" + self.optimizer.param_groups[0]["name"]:
-                                       self.optimizer.param_groups[0]["lr"]}, self.global_step, "train/")
+                        lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+                        self._scalars({**stats, **lrs}, self.global_step, "train/")
                 means = distributed.mean_over_ranks({k: v / max(n, 1) for k, v in sums.items()}, self.dist)
                 summary = ", ".join(f"{k} {means[k]:.4f}" for k in ("loss/total", "loss/student", "loss/style",
                                                                       "loss/content", "iou/student") if k in means)
@@ -259,9 +271,10 @@ class Trainer:
 
     def _save(self, epoch: int) -> pathlib.Path:
         path = checkpointing.checkpoint_path(self.ckpt_dir, epoch)
+        rng_states = distributed.gather_objects(checkpointing.rng_state(), self.dist)  # drop path differs per rank
         if self.dist.is_main:
             checkpointing.save_checkpoint(path, self.model, self.optimizer, epoch, self.global_step,
-                                          self.deploy_config, self.cfg, self.scaler)
+                                          self.deploy_config, self.cfg, self.scaler, rng_per_rank=rng_states)
             checkpointing.prune_checkpoints(self.ckpt_dir, int(self.cfg["output"]["keep_last"]))
             self.log(f"[ckd train] saved {path}")
         distributed.barrier(self.dist)
