@@ -187,3 +187,13 @@ def test_sequence_provider_with_a_dict_config(tmp_path):
     path = train(cfg, ["optim.epochs=1"])
     obj = torch.load(path, weights_only=True)
     assert "<ndarray>" in obj["train_config"] and obj["ckd_config"]["embed_dim"] == 16
+
+
+def test_cli_export_hint_names_what_convert_needs():
+    from ckd_ros.train.cli import _export_hint
+    paper = _export_hint("ck.pth.tar", load_config(REPO / "config" / "train_stage1.yaml"))
+    assert paper.endswith("ckd convert ck.pth.tar student.safetensors")
+    demo_cfg = {"model": {"preset": "demo_small"}, "data": {"datasets": [{"type": "synthetic"}]}}
+    demo = _export_hint("ck.pth.tar", load_config(demo_cfg, ["model.drop_path_rate=0.0"]))
+    assert demo.endswith("--preset demo_small")
+    assert "CKDConfig.from_dict" in _export_hint("ck.pth.tar", load_config(TINY))

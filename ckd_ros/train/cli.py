@@ -12,11 +12,26 @@ def _train(args) -> int:
         overrides.append(f"resume={args.resume}")
     if args.output:
         overrides.append(f"output.dir={args.output}")
+    from ckd_ros.train.config import load_config
     path = train(args.config, overrides)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"last checkpoint: {path}")
-        print(f"export the student: ckd convert {path} student.safetensors")
+        print(_export_hint(path, load_config(args.config, overrides)))
     return 0
+
+
+def _export_hint(path, cfg) -> str:
+    from ckd_ros.model.config import CKDConfig
+    from ckd_ros.train.config import model_config
+    config = model_config(cfg)
+    if config == CKDConfig.vitb_mce():
+        return f"export the student: ckd convert {path} student.safetensors"
+    preset = cfg["model"].get("preset")
+    if preset and CKDConfig.preset(preset) == config:
+        return f"export the student: ckd convert {path} student.safetensors --preset {preset}"
+    return ("export the student (custom size, ckd convert cannot infer it): python -c \"from ckd_ros.model "
+            "import CKDConfig, convert; convert('" + str(path) + "', 'student.safetensors', "
+            "CKDConfig.from_dict(" + repr(config.to_dict()) + "))\"")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
