@@ -132,3 +132,12 @@ def test_convert_cli_bad_input_one_line(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "checkpoint not found" in res.stderr
+
+
+def test_training_checkpoint_carries_its_config(tmp_path):
+    """Our trainer stores `ckd_config` beside `net`: any model size loads with no preset."""
+    model = CKDStudent(TINY)
+    path = tmp_path / "CKD_ep0001.pth.tar"
+    torch.save({"net": model.state_dict(), "epoch": 1, "ckd_config": TINY.to_dict()}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config == TINY

@@ -68,13 +68,16 @@ def read_state_dict(path) -> Tuple[Dict[str, torch.Tensor], Optional[CKDConfig],
     except Exception as exc:  # truncated zip, not a torch file...
         raise CKDError(f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {exc}); "
                        "expected an official .pth.tar, a state dict, or a converted .safetensors") from None
+    stored = None
+    if isinstance(obj, dict) and isinstance(obj.get("ckd_config"), dict):
+        stored = CKDConfig.from_dict(obj["ckd_config"])  # our training checkpoints say what they hold
     if isinstance(obj, dict) and isinstance(obj.get("net"), dict):
         obj = obj["net"]  # official container: {'net': state_dict, 'settings': ..., ...}
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CKDError(f"{path} holds no state dict (expected a dict of tensors or a dict with 'net')")
-    return _student_keys(obj, path), None, {}
+    return _student_keys(obj, path), stored, {}
 
 
 def _student_keys(sd: Dict[str, torch.Tensor], path) -> Dict[str, torch.Tensor]:
