@@ -52,3 +52,14 @@ def pytest_collection_modifyitems(config, items):
         msg = "rclpy not importable: source ROS 2 or run via scripts/test.sh (sets up the ROS 2 wheel)"
         for item in ros_items:
             item.add_marker(pytest.mark.skip(reason=msg))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,12 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train_tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trainer(tmp_path, *overrides):

@@ -20,13 +20,7 @@ from ckd_ros.train.losses import (
 W = {"giou": 2.0, "l1": 5.0, "focal": 1.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP stalls on the shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _feat(*shape, seed=0):

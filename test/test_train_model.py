@@ -24,13 +24,7 @@ TINY = CKDConfig(embed_dim=16, depth=2, num_heads=2, head_channels=8, template_s
 NOCE = TINY.replace(ce_loc=(), ce_keep_ratio=())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP stalls on the shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(seed=0, batch=2):
