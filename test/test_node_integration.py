@@ -131,10 +131,7 @@ def test_thermal_frame_box_maps_through_homography(make_harness):
 def test_lost_publishes_empty_arrays_and_runtime_thresholds(make_harness):
     h = make_harness(overrides=NEVER_LOST)
     wait_active(h)
-    scene = MovingTarget()
-    h.stream(scene, rate_hz=20.0)
-    assert wait_for(lambda: len(h.node.cache) >= 3, 10.0)
-    assert h.set_target(scene.box(h.published[max(h.published)])).success
+    h.start_tracking()
     # a threshold no score reaches: LOST after one low frame
     results = h.set_params(tracking__lost_threshold=1.0, tracking__lost_frames=1)
     assert all(r.successful for r in results), [r.reason for r in results]
@@ -154,10 +151,7 @@ def test_lost_publishes_empty_arrays_and_runtime_thresholds(make_harness):
 def test_clear_target_stops_detections(make_harness):
     h = make_harness(overrides=NEVER_LOST)
     wait_active(h)
-    scene = MovingTarget()
-    h.stream(scene, rate_hz=20.0)
-    assert wait_for(lambda: len(h.node.cache) >= 3, 10.0)
-    assert h.set_target(scene.box(h.published[max(h.published)])).success
+    h.start_tracking()
     start = h.n_dets()
     assert wait_for(lambda: h.n_dets() - start >= 3, 10.0)
     res = h.clear_target()
@@ -201,10 +195,7 @@ def test_lifecycle_through_services(make_harness):
     assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
     assert wait_for(lambda: h.client.count_subscribers("/rgb/image") == 1
                     and h.client.count_subscribers("/thermal/image") == 1, 5.0)
-    scene = MovingTarget()
-    h.stream(scene, rate_hz=20.0)
-    assert wait_for(lambda: len(h.node.cache) >= 3, 10.0)
-    assert h.set_target(scene.box(h.published[max(h.published)])).success
+    h.start_tracking()
     start = h.n_dets()
     assert wait_for(lambda: h.n_dets() - start >= 3, 10.0)
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from test_node_support import Harness, MovingTarget, make_context, shutdown_context, tiny_factory, wait_for
+from test_node_support import Harness, make_context, shutdown_context, tiny_factory, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -27,10 +27,7 @@ def test_latency_bounded_drops_counted_memory_flat():
     proc = psutil.Process()
     try:
         assert wait_for(lambda: h.node.lifecycle_state == "active", 30.0)
-        scene = MovingTarget()
-        h.stream(scene, RATE_HZ)
-        assert wait_for(lambda: len(h.node.cache) >= 3, 10.0)
-        assert h.set_target(scene.box(h.published[max(h.published)])).success
+        h.start_tracking(RATE_HZ)
         t_start = time.monotonic()
         start = h.n_dets()
         time.sleep(min(3.0, DURATION_S / 4))

@@ -232,6 +232,14 @@ class Harness:
         assert wait_for(fut.done, timeout), f"service {client.srv_name} did not answer in {timeout} s"
         return fut.result()
 
+    def start_tracking(self, rate_hz: float = 20.0, min_pairs: int = 3) -> MovingTarget:
+        """Stream a moving target, then set it on the newest published frame; returns the scene."""
+        scene = MovingTarget()
+        self.stream(scene, rate_hz)
+        assert wait_for(lambda: len(self.node.cache) >= min_pairs, 10.0), "no synchronised pairs arrived"
+        assert self.set_target(scene.box(self.published[max(self.published)])).success
+        return scene
+
     def set_target(self, box, stamp_ns: int = 0, frame_id: str = "", timeout: float = 30.0):
         from sensor_msgs.srv import SetCameraInfo
 
