@@ -253,6 +253,8 @@ class CkdTrackerNode(LifecycleNode):
 
     # ---- output (worker thread) ---------------------------------------------------------------------
     def _publish_outcome(self, outcome: Outcome) -> None:
+        if not rclpy.ok(context=self.context):
+            return  # Ctrl-C shut the context down while this pair was in flight: nothing to publish to
         t0 = time.perf_counter()
         pair = outcome.decoded.pair
         settings = self._settings
