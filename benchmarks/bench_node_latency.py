@@ -64,11 +64,8 @@ def camera(args) -> int:
     while time.monotonic() - t0 < args.seconds + args.warmup:
         rgb, tir = frames[k % len(frames)]
         stamp = time.time_ns()
-        for pub, arr, enc, frame in ((rgb_pub, rgb, "rgb8", "cam_rgb"), (tir_pub, tir, "mono16", "cam_tir")):
-            msg = array_to_image_msg(arr, enc)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
-            msg.header.frame_id = frame
-            pub.publish(msg)
+        rgb_pub.publish(array_to_image_msg(rgb, "rgb8", stamp_ns=stamp, frame_id="cam_rgb"))
+        tir_pub.publish(array_to_image_msg(tir, "mono16", stamp_ns=stamp, frame_id="cam_tir"))
         published.append((stamp, k % len(frames)))
         k += 1
         time.sleep(max(0.0, t0 + k / args.rate - time.monotonic()))

@@ -63,3 +63,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tracker_seq():
+    """The official tracker run of ../shared/fixtures/ckd_parity/tracker_seq.npz, as plain arrays."""
+    import numpy as np
+
+    with np.load(shared_path("fixtures", "ckd_parity", "tracker_seq.npz")) as data:
+        return {k: data[k] for k in data.files}

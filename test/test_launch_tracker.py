@@ -138,11 +138,8 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
             k += 1
             rgb, tir = scene.frame(k)
             stamp = time.time_ns()
-            for pub, arr, enc, frame in ((rgb_pub, rgb, "rgb8", "cam_rgb"), (tir_pub, tir, "mono16", "cam_tir")):
-                msg = array_to_image_msg(arr, enc)
-                msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
-                msg.header.frame_id = frame
-                pub.publish(msg)
+            rgb_pub.publish(array_to_image_msg(rgb, "rgb8", stamp_ns=stamp, frame_id="cam_rgb"))
+            tir_pub.publish(array_to_image_msg(tir, "mono16", stamp_ns=stamp, frame_id="cam_tir"))
             return False
 
         wait_for(publish, 1.0, 0.05)

@@ -14,9 +14,8 @@ from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
-def seq():
-    with np.load(shared_path("fixtures", "ckd_parity", "tracker_seq.npz")) as data:
-        return {k: data[k] for k in data.files}
+def seq(tracker_seq):
+    return tracker_seq
 
 
 class StillBackend(Backend):

@@ -223,14 +223,22 @@ def decode_thermal_compressed(msg) -> Tuple[np.ndarray, bool]:
     return img, False
 
 
-def array_to_image_msg(arr: np.ndarray, encoding: str, header=None, image_cls=None):
-    """HxW / HxWxC array -> sensor_msgs/Image (native byte order, no padding)."""
+def array_to_image_msg(arr: np.ndarray, encoding: str, header=None, image_cls=None,
+                       stamp_ns: Optional[int] = None, frame_id: Optional[str] = None):
+    """HxW / HxWxC array -> sensor_msgs/Image (native byte order, no padding).
+
+    `header`, or `stamp_ns` (int nanoseconds) and `frame_id`, set the header.
+    """
     if image_cls is None:
         from sensor_msgs.msg import Image as image_cls  # noqa: PLC0415, N813
     arr = np.ascontiguousarray(arr)
     msg = image_cls()
     if header is not None:
         msg.header = header
+    if stamp_ns is not None:
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // 10**9, stamp_ns % 10**9
+    if frame_id is not None:
+        msg.header.frame_id = frame_id
     msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
     msg.encoding = encoding
     msg.is_bigendian = int(sys.byteorder == "big")
