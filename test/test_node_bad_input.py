@@ -232,7 +232,8 @@ def test_thermal_stream_stops_warns_and_builds_no_backlog(session):
 
 def test_set_target_before_any_frame():
     ctx = make_context()
-    h = Harness(ctx, overrides=NEVER_LOST)
+    # own namespace: the module's shared tracker (same domain, same name) may still be alive
+    h = Harness(ctx, overrides=NEVER_LOST, namespace="fresh")
     try:
         assert wait_for(lambda: h.node.lifecycle_state == "active", 30.0)
         res = h.set_target((10, 10, 20, 20))
