@@ -76,7 +76,7 @@ def test_graph_follows_deployment_rules(exported):
 
 def test_metadata_in_file_and_sidecar(exported):
     path, meta = exported["paths"]["deploy"], exported["metas"]["deploy"]
-    from ckd_ros.model.checkpoint import file_sha256
+    from ckd_ros.hashing import file_sha256
 
     assert meta["checkpoint"]["sha256"] == file_sha256(exported["ckpt"])
     assert CKDConfig.from_dict(meta["config"]) == exported["model"].config

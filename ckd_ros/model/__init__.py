@@ -1,5 +1,6 @@
 """The CKD student network in PyTorch, checkpoint loading and conversion."""
-from ckd_ros.model.checkpoint import convert, file_sha256, load_checkpoint, load_config_for, save_converted
+from ckd_ros.hashing import file_sha256
+from ckd_ros.model.checkpoint import convert, load_checkpoint, load_config_for, save_converted
 from ckd_ros.model.config import CKDConfig
 from ckd_ros.model.student import CKDStudent
 

@@ -4,7 +4,6 @@ Converted files are safetensors with the CKDConfig in the metadata: no pickle at
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
 import pickle
@@ -16,20 +15,13 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ckd_ros.errors import CKDError
+from ckd_ros.hashing import file_sha256
 from ckd_ros.model import safe_pickle
 from ckd_ros.model.config import CKDConfig
 from ckd_ros.model.student import CKDStudent
 
 STUDENT_PREFIXES = ("rgb_branch.", "tir_branch.", "box_head.")  # the dot keeps box_head_v/_i out
 FORMAT_TAG = "ckd_ros.student.v1"
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_safetensors(path: pathlib.Path) -> bool:

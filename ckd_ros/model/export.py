@@ -105,7 +105,7 @@ def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_out
     if problems:
         raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
     if checkpoint is not None and checkpoint_sha256 is None:
-        from ckd_ros.model.checkpoint import file_sha256
+        from ckd_ros.hashing import file_sha256
 
         checkpoint_sha256 = file_sha256(checkpoint)
     meta = {
@@ -134,7 +134,8 @@ def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_out
 
 def export_checkpoint(checkpoint, path, *, config=None, opset: int = DEFAULT_OPSET,
                       debug_outputs: bool = False, write_sidecar: bool = True, log=None) -> Dict:
-    from ckd_ros.model.checkpoint import file_sha256, load_checkpoint
+    from ckd_ros.hashing import file_sha256
+    from ckd_ros.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint, config)
     return export_onnx(model, path, opset=opset, debug_outputs=debug_outputs, checkpoint=checkpoint,

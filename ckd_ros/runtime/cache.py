@@ -23,6 +23,7 @@ import time
 from typing import Callable, Dict, Optional, Tuple, Union
 
 from ckd_ros.errors import CKDError
+from ckd_ros.hashing import file_sha256
 
 LogFn = Callable[[str], None]
 PathLike = Union[str, os.PathLike]
@@ -46,14 +47,6 @@ def as_log(log) -> LogFn:
     if callable(log) and not hasattr(log, "info"):
         return log
     return log.info
-
-
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def key_digest(key: Dict) -> str:

@@ -40,8 +40,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args) -> int:
+    from ckd_ros.hashing import file_sha256
     from ckd_ros.model import load_checkpoint
-    from ckd_ros.model.checkpoint import file_sha256
     from ckd_ros.model.export import export_onnx, verify_onnx
 
     if not os.path.isfile(args.checkpoint):

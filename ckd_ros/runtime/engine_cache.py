@@ -13,7 +13,8 @@ import re
 from typing import Callable, Dict, Optional, Tuple
 
 from ckd_ros.errors import CKDError
-from ckd_ros.runtime.cache import ArtifactCache, as_log, file_sha256, read_sidecar
+from ckd_ros.hashing import file_sha256
+from ckd_ros.runtime.cache import ArtifactCache, as_log, read_sidecar
 from ckd_ros.runtime.gpu import GpuInfo
 
 # bump when build options change in a way the other key fields do not capture

@@ -11,8 +11,9 @@ import os
 from typing import Optional, Tuple
 
 from ckd_ros.errors import CKDError
+from ckd_ros.hashing import file_sha256
 from ckd_ros.runtime.base import Backend
-from ckd_ros.runtime.cache import ArtifactCache, as_log, file_sha256
+from ckd_ros.runtime.cache import ArtifactCache, as_log
 
 KINDS = ("auto", "tensorrt", "onnxruntime", "torch")
 ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "pytorch": "torch"}

@@ -10,7 +10,8 @@ import json
 import pathlib
 from typing import Optional, Tuple
 
-from ckd_ros.runtime.cache import ArtifactCache, as_log, atomic_path, file_sha256, key_digest
+from ckd_ros.hashing import file_sha256
+from ckd_ros.runtime.cache import ArtifactCache, as_log, atomic_path, key_digest
 
 
 def model_sha256(model) -> str:

@@ -10,20 +10,17 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from ckd_ros.eval import boxes
+
 IOU_OK = 0.5  # a frame "tracks" when IoU > 0.5
 MIN_FRAC_OK = 0.8  # acceptance: >= 80% of processed frames
 MIN_FPS = 15.0  # acceptance: real-time through the ROS pipeline
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Continuous IoU of two (x, y, w, h) boxes (the eval-protocol formula); 0 for empty boxes."""
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of two (x, y, w, h) boxes with the benchmarks' formula (ckd_ros.eval.boxes); 0 for empty boxes."""
+    value = boxes.iou(np.asarray([a], dtype=np.float64), np.asarray([b], dtype=np.float64))[0]
+    return float(value) if np.isfinite(value) else 0.0
 
 
 @dataclass
