@@ -21,15 +21,15 @@ demo-data: setup
 
 demo-model: demo-data
 	$(PY) -m ckd_ros.cli train --config config/train_demo.yaml
-	$(PY) -m ckd_ros.synthetic.release $(TRAIN)/runs/rgbt --out engines --name demo_small
+	$(PY) -m ckd_ros.demo.release $(TRAIN)/runs/rgbt --out engines --name demo_small
 
 demo-model-rgb-only: setup
 	$(PY) -m ckd_ros.synthetic.dataset $(TRAIN)/data_rgb_only --sequences 160 --frames 80 --seed-base 1000 --rgb-only
 	$(PY) -m ckd_ros.cli train --config config/train_demo.yaml \
 	    "data.datasets=[{type: lasher, root: $(TRAIN)/data_rgb_only}]" output.dir=$(TRAIN)/runs/rgb_only
-	$(PY) -m ckd_ros.synthetic.release $(TRAIN)/runs/rgb_only --out $(TRAIN)/release_rgb_only --name demo_small_rgb_only
+	$(PY) -m ckd_ros.demo.release $(TRAIN)/runs/rgb_only --out $(TRAIN)/release_rgb_only --name demo_small_rgb_only
 
 demo-eval: setup
-	$(PY) -m ckd_ros.synthetic.evaluate_demo --onnx engines/demo_small.onnx \
+	$(PY) -m ckd_ros.demo.evaluate --onnx engines/demo_small.onnx \
 	    --rgb-only-onnx $(TRAIN)/release_rgb_only/demo_small_rgb_only.onnx \
 	    --real ../shared/data/vtuav_bus1 --work out/demo_eval --per-scenario 3 --frames 120 --json out/demo_eval/report.json

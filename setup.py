@@ -34,7 +34,7 @@ setup(
             "ckd = ckd_ros.cli:main",
             "ckd_tracker = ckd_ros.node.tracker_node:main",
             "select_target = ckd_ros.node.select_target:main",
-            "synthetic_camera = ckd_ros.node.synthetic_camera:main",
+            "synthetic_camera = ckd_ros.demo.camera:main",
         ],
     },
 )

@@ -41,7 +41,7 @@ def camera(args) -> int:
     sys.path.insert(0, os.path.join(HERE, "..", "test"))
     from test_node_support import MovingTarget
 
-    from ckd_ros.node.image_conversion import array_to_image_msg
+    from ckd_ros.frames.ros_image import array_to_image_msg
 
     rclpy.init()
     node = rclpy.create_node("bench_camera")

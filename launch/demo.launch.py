@@ -109,9 +109,9 @@ def _demo(context, *args, **kwargs):
                "video": a["video"].lower() in TRUE, "check": a["check"].lower() in TRUE,
                "thermal.homography": homography}
 
-    camera = _node("ckd_ros.node.synthetic_camera", params_file, cam, "synthetic_camera")
+    camera = _node("ckd_ros.demo.camera", params_file, cam, "synthetic_camera")
     track = _node("ckd_ros.node.tracker_node", params_file, tracker, "ckd_tracker")
-    mon = _node("ckd_ros.synthetic.demo_monitor", params_file, monitor, "demo_monitor")
+    mon = _node("ckd_ros.demo.monitor", params_file, monitor, "demo_monitor")
     actions = [camera, track, mon,
                RegisterEventHandler(OnProcessExit(target_action=mon, on_exit=[
                    EmitEvent(event=Shutdown(reason="demo finished"))]))]

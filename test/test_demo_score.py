@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ckd_ros.demo.score import DemoScore, draw_panel, iou
 from ckd_ros.synthetic.dataset import plan, rgb_only, write_dataset
-from ckd_ros.synthetic.demo_score import DemoScore, draw_panel, iou
 from ckd_ros.synthetic.rig import map_box, rig_homography, thermal_view
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ckd_ros.errors import CKDError
 from ckd_ros.eval import evaluate_tracker, get_protocol, open_dataset
-from ckd_ros.eval.textio import read_matrix, read_names
+from ckd_ros.frames.textio import read_matrix, read_names
 from conftest import shared_path
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ckd_ros.boxes import corners_to_ltwh, iou, round_half_away
 from ckd_ros.errors import CKDError
 from ckd_ros.eval import evaluate
-from ckd_ros.eval.boxes import corners_to_ltwh, iou, round_half_away
-from ckd_ros.eval.datasets import GroundTruth
 from ckd_ros.eval.protocols import fused_errors, get_protocol, lasher_frame_errors, matlab_auc
 from ckd_ros.eval.thresholds import OVERLAP_21, OVERLAP_51, colon
+from ckd_ros.frames.datasets import GroundTruth
 
 GT = [10, 10, 40, 20]  # x y w h used by most sequences
 FAR = [500, 500, 40, 20]

@@ -81,7 +81,7 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
     from sensor_msgs.srv import SetCameraInfo
     from vision_msgs.msg import Detection2DArray
 
-    from ckd_ros.node.image_conversion import array_to_image_msg
+    from ckd_ros.frames.ros_image import array_to_image_msg
 
     prefix = make_prefix(tmp_path / "install")
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_node_support import Harness, MovingTarget, make_context, shutdown_context, wait_for
 
-from ckd_ros.node.image_conversion import array_to_image_msg
+from ckd_ros.frames.ros_image import array_to_image_msg
 
 pytestmark = pytest.mark.ros
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ckd_ros.node.image_conversion import (
+from ckd_ros.frames.ros_image import (
     ENCODINGS,
     ImageConversionError,
     NumpyImageConverter,
@@ -149,7 +149,7 @@ def test_compressed_png16_and_jpeg():
 
 @pytest.mark.ros
 def test_make_converter_picks_a_working_converter():
-    from ckd_ros.node.image_conversion import make_converter
+    from ckd_ros.frames.ros_image import make_converter
 
     conv, reason = make_converter()
     if importlib.util.find_spec("cv_bridge") is None:
@@ -165,7 +165,7 @@ def test_make_converter_picks_a_working_converter():
 def test_cv_bridge_matches_numpy():
     from sensor_msgs.msg import Image
 
-    from ckd_ros.node.image_conversion import CvBridgeImageConverter, make_converter
+    from ckd_ros.frames.ros_image import CvBridgeImageConverter, make_converter
 
     conv, reason = make_converter()
     assert isinstance(conv, CvBridgeImageConverter), reason
@@ -190,5 +190,5 @@ def test_module_imports_without_ros():
     """The converter is usable outside ROS (offline tools): importing it must not pull in rclpy."""
     import subprocess
 
-    code = "import sys, ckd_ros.node.image_conversion; sys.exit('rclpy' in sys.modules)"
+    code = "import sys, ckd_ros.frames.ros_image; sys.exit('rclpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

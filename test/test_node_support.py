@@ -186,7 +186,7 @@ class Harness:
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
 
-        from ckd_ros.node.image_conversion import array_to_image_msg
+        from ckd_ros.frames.ros_image import array_to_image_msg
 
         stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
         if rgb_msg is None:

@@ -26,9 +26,9 @@ def test_camera_publishes_images_and_ground_truth():
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
+    from ckd_ros.demo.camera import SyntheticCamera
+    from ckd_ros.frames.ros_image import numpy_image_to_array
     from ckd_ros.node.detections import detection_box
-    from ckd_ros.node.image_conversion import numpy_image_to_array
-    from ckd_ros.node.synthetic_camera import SyntheticCamera
 
     ctx = Context()
     rclpy.init(context=ctx, domain_id=_domain())
@@ -82,7 +82,7 @@ def test_camera_rejects_an_unknown_scenario():
     from rclpy.context import Context
     from rclpy.parameter import Parameter
 
-    from ckd_ros.node.synthetic_camera import SyntheticCamera
+    from ckd_ros.demo.camera import SyntheticCamera
 
     ctx = Context()
     rclpy.init(context=ctx, domain_id=_domain())

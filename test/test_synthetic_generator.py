@@ -203,7 +203,7 @@ def test_scenario_choice_and_errors():
 
 
 def test_write_sequence_is_read_back_by_the_tracking_readers(tmp_path):
-    from ckd_ros.tracking.sequence import FrameSource, detect_layout, read_first_box
+    from ckd_ros.frames.folders import FrameSource, detect_layout, read_first_box
 
     seq = _seq(9, "night", 5)
     root = write_sequence(seq, tmp_path / "syn_night")

@@ -8,8 +8,8 @@ from test_tracking_parity import ReplayBackend
 
 import ckd_ros.tracking.cli as track_cli
 from ckd_ros.cli import main
+from ckd_ros.frames.folders import detect_layout, parse_box_row, read_first_box
 from ckd_ros.runtime.base import Backend
-from ckd_ros.tracking.sequence import detect_layout, parse_box_row, read_first_box
 from conftest import shared_path
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ckd_ros.tracking import ThermalNormalizer
-from ckd_ros.tracking.thermal import _hist_percentiles
+from ckd_ros.frames.thermal import ThermalNormalizer, _hist_percentiles
 
 
 def gray_of(out):

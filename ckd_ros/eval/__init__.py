@@ -4,9 +4,9 @@ RGBT234, RGBT210, GTOT, VTUAV), reports and plots, and a runner for our tracker 
 Importing this package needs numpy only; plots import matplotlib and the runner imports the tracker
 and backends lazily, inside the functions that use them.
 """
-from ckd_ros.eval.datasets import DATASETS, Dataset, GroundTruth, SequenceFrames, open_dataset
 from ckd_ros.eval.evaluate import EvalResult, evaluate, evaluate_tracker
 from ckd_ros.eval.protocols import get_protocol, protocol_names
+from ckd_ros.frames.datasets import DATASETS, Dataset, GroundTruth, SequenceFrames, open_dataset
 
 PROTOCOLS = tuple(DATASETS)
 

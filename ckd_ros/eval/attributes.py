@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ckd_ros.eval.textio import read_matrix
+from ckd_ros.frames.textio import read_matrix
 
 LASHER_ATTRIBUTES = ("NO", "PO", "TO", "HO", "MB", "LI", "HI", "AIV", "LR", "DEF", "BC", "SA", "CM", "TC", "FL",
                      "OV", "FM", "SV", "ARC")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ckd_ros.errors import CKDError
-from ckd_ros.eval.datasets import DATASETS
+from ckd_ros.frames.datasets import DATASETS
 
 DEFAULT_OUT = Path("eval_results")
 
@@ -107,8 +107,8 @@ def _write_outputs(results, out_dir: Path, dataset, plots: bool, quiet: bool = F
 
 
 def run_eval(args) -> int:
-    from ckd_ros.eval.datasets import open_dataset
     from ckd_ros.eval.report import format_table
+    from ckd_ros.frames.datasets import open_dataset
 
     if args.json and len(args.results) != 1:
         raise CKDError(f"--json prints one results folder's metrics; got {len(args.results)} folders")
@@ -125,8 +125,8 @@ def run_eval(args) -> int:
 
 
 def run_benchmark_cmd(args) -> int:
-    from ckd_ros.eval.datasets import open_dataset
     from ckd_ros.eval.runner import TrackerSpec, run_benchmark
+    from ckd_ros.frames.datasets import open_dataset
 
     if args.workers < 1:
         raise CKDError(f"--workers must be at least 1, got {args.workers}")

@@ -9,9 +9,9 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from ckd_ros.eval.attributes import attribute_breakdown
-from ckd_ros.eval.datasets import Dataset, open_dataset
 from ckd_ros.eval.protocols import Protocol, SequenceCounts, get_protocol
 from ckd_ros.eval.results import load_results, tracker_name
+from ckd_ros.frames.datasets import Dataset, open_dataset
 
 
 @dataclass

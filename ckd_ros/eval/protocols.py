@@ -17,10 +17,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ckd_ros.boxes import centre_error, iou
 from ckd_ros.errors import CKDError
-from ckd_ros.eval.boxes import centre_error, iou
-from ckd_ros.eval.datasets import GroundTruth, normalise_protocol
 from ckd_ros.eval.thresholds import GTOT_PIXELS, NORM_51, OVERLAP_21, OVERLAP_51, PIXELS_51
+from ckd_ros.frames.datasets import GroundTruth, normalise_protocol
 
 EPS = float(np.finfo(float).eps)  # MATLAB eps, used by the LasHeR toolkit
 

@@ -11,9 +11,9 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 
+from ckd_ros.boxes import corners_to_ltwh
 from ckd_ros.errors import CKDError
-from ckd_ros.eval.boxes import corners_to_ltwh
-from ckd_ros.eval.textio import read_matrix
+from ckd_ros.frames.textio import read_matrix
 
 LASHER_SUFFIX = "_tracking_result"
 

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ckd_ros.errors import CKDError
-from ckd_ros.eval.datasets import Dataset, SequenceFrames
+from ckd_ros.frames.datasets import Dataset, SequenceFrames
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ckd_ros.tracking import Registration, ThermalNormalizer, TrackerParams
+from ckd_ros.frames.thermal import ThermalNormalizer
+from ckd_ros.tracking import Registration, TrackerParams
 
 # when a parameter may change
 RUNTIME = "runtime"  # any time, applied to the next pair

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     from sensor_msgs.srv import SetCameraInfo  # noqa: PLC0415
     from std_srvs.srv import Trigger  # noqa: PLC0415
 
-    from ckd_ros.node.image_conversion import ImageConversionError, NumpyImageConverter, decode_rgb  # noqa: PLC0415
+    from ckd_ros.frames.ros_image import ImageConversionError, NumpyImageConverter, decode_rgb  # noqa: PLC0415
 
     argv = sys.argv if argv is None else argv
     args = parse_args(rclpy.utilities.remove_ros_args(argv)[1:])

@@ -26,11 +26,11 @@ from sensor_msgs.srv import SetCameraInfo
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray
 
+from ckd_ros.frames.ros_image import array_to_image_msg, make_converter
 from ckd_ros.node import diagnostics as diag
 from ckd_ros.node import params as P
 from ckd_ros.node.detections import build_detections
 from ckd_ros.node.frame_cache import FrameCache, FramePair
-from ckd_ros.node.image_conversion import array_to_image_msg, make_converter
 from ckd_ros.node.input_sync import PairInput, input_topics
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
 from ckd_ros.node.qos import input_qos

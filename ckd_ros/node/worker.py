@@ -15,14 +15,14 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from ckd_ros.node.frame_cache import FrameCache, FramePair, pick_catchup
-from ckd_ros.node.image_conversion import (
+from ckd_ros.frames.ros_image import (
     ImageConversionError,
     decode_rgb,
     decode_rgb_compressed,
     decode_thermal,
     decode_thermal_compressed,
 )
+from ckd_ros.node.frame_cache import FrameCache, FramePair, pick_catchup
 from ckd_ros.node.latest_slot import LatestSlot
 from ckd_ros.node.target import FrameInfo, TargetError, TargetRequest, box_to_rgb
 from ckd_ros.tracking import TrackState

@@ -50,7 +50,7 @@ def thermal_to_gray8(thermal16: np.ndarray, percentiles=(1.0, 99.0)) -> np.ndarr
 
     Training on these frames sees the same thermal images the deployed node makes from mono16.
     """
-    from ckd_ros.tracking.thermal import ThermalNormalizer  # numpy/OpenCV only
+    from ckd_ros.frames.thermal import ThermalNormalizer  # numpy/OpenCV only
 
     norm = ThermalNormalizer("percentile", percentiles=percentiles)
     return np.stack([norm(frame)[..., 0] for frame in thermal16])

@@ -113,7 +113,7 @@ def load_homography(spec: str):
 
 
 def _thermal_normalizer(args, sample: np.ndarray):
-    from ckd_ros.tracking.thermal import ThermalNormalizer
+    from ckd_ros.frames.thermal import ThermalNormalizer
 
     method = args.thermal_norm
     if method == "auto":
@@ -142,7 +142,7 @@ def _open_backend(args):
 
 
 def _inputs(args):
-    from ckd_ros.tracking.sequence import FrameSource, detect_layout, read_first_box
+    from ckd_ros.frames.folders import FrameSource, detect_layout, read_first_box
 
     gt = None
     if args.sequence is not None:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ckd_ros.errors import CKDError
-from ckd_ros.tracking.sequence import parse_box_row
+from ckd_ros.frames.folders import parse_box_row
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 # kind -> (RGB folder names, thermal folder names, GT file names, GT row stride in frames)

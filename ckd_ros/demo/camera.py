@@ -19,8 +19,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
+from ckd_ros.frames.ros_image import array_to_image_msg
 from ckd_ros.node.detections import build_detections
-from ckd_ros.node.image_conversion import array_to_image_msg
 from ckd_ros.synthetic import SCENARIOS, SyntheticScene
 from ckd_ros.synthetic.rig import is_identity, rig_homography, thermal_view
 

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from ckd_ros.eval import boxes
+from ckd_ros import boxes
 
 IOU_OK = 0.5  # a frame "tracks" when IoU > 0.5
 MIN_FRAC_OK = 0.8  # acceptance: >= 80% of processed frames
@@ -18,7 +18,7 @@ MIN_FPS = 15.0  # acceptance: real-time through the ROS pipeline
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two (x, y, w, h) boxes with the benchmarks' formula (ckd_ros.eval.boxes); 0 for empty boxes."""
+    """IoU of two (x, y, w, h) boxes with the benchmarks' formula (ckd_ros.boxes); 0 for empty boxes."""
     value = boxes.iou(np.asarray([a], dtype=np.float64), np.asarray([b], dtype=np.float64))[0]
     return float(value) if np.isfinite(value) else 0.0
 

@@ -28,11 +28,11 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from sensor_msgs.srv import SetCameraInfo
 from vision_msgs.msg import Detection2DArray
 
+from ckd_ros.demo.score import DemoScore, draw_panel, iou
+from ckd_ros.frames.ros_image import numpy_image_to_array
+from ckd_ros.frames.thermal import ThermalNormalizer
 from ckd_ros.node.detections import detection_box
-from ckd_ros.node.image_conversion import numpy_image_to_array
-from ckd_ros.synthetic.demo_score import DemoScore, draw_panel, iou
 from ckd_ros.synthetic.rig import map_box, rig_homography
-from ckd_ros.tracking.thermal import ThermalNormalizer
 
 PARAMS = {
     "tracker": "/ckd_tracker",

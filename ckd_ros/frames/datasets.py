@@ -13,9 +13,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ckd_ros.boxes import ltrb_to_ltwh, polygon_to_ltwh
 from ckd_ros.errors import CKDError
-from ckd_ros.eval.boxes import ltrb_to_ltwh, polygon_to_ltwh
-from ckd_ros.eval.textio import read_matrix, read_names
+from ckd_ros.frames.textio import read_matrix, read_names
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SequenceSelection = Union[None, str, Path, Sequence[str]]

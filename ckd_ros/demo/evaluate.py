@@ -1,6 +1,6 @@
 """Score the demo model: held-out synthetic sequences (and the RGB-only comparison), the real VTUAV clip.
 
-  python -m ckd_ros.synthetic.evaluate_demo --onnx engines/demo_small.onnx \
+  python -m ckd_ros.demo.evaluate --onnx engines/demo_small.onnx \
       [--rgb-only-onnx runs/demo_rgb/demo_rgb_only.onnx] [--real ../shared/data/vtuav_bus1] [--work out/demo_eval]
 
 Held-out sequences use seeds 900000+ (training uses 1000+), `--per-scenario` of each scenario, and
@@ -54,7 +54,7 @@ def real_clip_root(clip: pathlib.Path, work: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ckd_ros.synthetic.evaluate_demo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ckd_ros.demo.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--onnx", help="RGB-T demo model (ONNX)")
     ap.add_argument("--checkpoint", help="or a checkpoint (with --backend torch)")
     ap.add_argument("--backend", default="onnxruntime")

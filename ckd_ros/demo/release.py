@@ -1,6 +1,6 @@
 """Turn a finished `ckd train` run into the shipped demo model files.
 
-  python -m ckd_ros.synthetic.release out/demo_train/runs/rgbt [--epoch N] [--out engines --name demo_small]
+  python -m ckd_ros.demo.release out/demo_train/runs/rgbt [--epoch N] [--out engines --name demo_small]
 
 Writes <out>/<name>.safetensors (student weights + CKDConfig, no pickle, via save_converted) and
 <name>.onnx (+ its JSON sidecar, via the runtime's exporter), then checks that ONNX Runtime
@@ -52,7 +52,7 @@ def release(run_dir, out_dir="engines", name: str = "demo_small", epoch: Optiona
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ckd_ros.synthetic.release", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ckd_ros.demo.release", description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=pathlib.Path, help="output.dir of the training run")
     ap.add_argument("--epoch", type=int, default=None, help="default: the latest checkpoint")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("engines"))
