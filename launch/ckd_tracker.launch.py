@@ -2,20 +2,18 @@
 
   ros2 launch ckd_ros ckd_tracker.launch.py rgb_topic:=/cam/color/image_raw \
       thermal_topic:=/cam/thermal/image_raw params_file:=my.yaml namespace:=front \
-      backend:=tensorrt use_sim_time:=false rviz:=true autostart:=true
+      backend:=tensorrt use_sim_time:=false rviz:=true autostart:=true   # each one optional
 
-`backend`, `use_sim_time` and `autostart` given here override the params file; an empty `backend`
-(the default) keeps the file's value. Inputs are remapped for both transports: `<topic>` (raw)
-and `<topic>/compressed`.
+`backend`, `use_sim_time` and `autostart` override the params file only when given on the command
+line: left out, the params file (and the node's defaults after it) decide. Inputs are remapped for
+both transports: `<topic>` (raw) and `<topic>/compressed`.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -26,15 +24,22 @@ def _tracker(context, *args, **kwargs):
     cfg = {name: LaunchConfiguration(name).perform(context) for name in (
         "rgb_topic", "thermal_topic", "params_file", "namespace", "backend", "use_sim_time", "autostart",
         "node_name", "log_level")}
-    overrides = {
-        "use_sim_time": cfg["use_sim_time"].lower() in TRUE,
-        "autostart": cfg["autostart"].lower() in TRUE,
-    }
+    overrides = {}  # only what was given: an empty argument leaves the params file in charge
+    for name in ("use_sim_time", "autostart"):
+        if cfg[name]:
+            overrides[name] = cfg[name].lower() in TRUE
     if cfg["backend"]:
         overrides["backend"] = cfg["backend"]
-    parameters = ([cfg["params_file"]] if cfg["params_file"] else []) + [overrides]
+    parameters = ([cfg["params_file"]] if cfg["params_file"] else []) + ([overrides] if overrides else [])
     rgb, tir = cfg["rgb_topic"], cfg["thermal_topic"]
-    return [Node(
+    nodes = []
+    if LaunchConfiguration("rviz").perform(context).lower() in TRUE:
+        share = get_package_share_directory("ckd_ros")
+        rviz_params = [{"use_sim_time": overrides["use_sim_time"]}] if "use_sim_time" in overrides else []
+        nodes.append(Node(package="rviz2", executable="rviz2", name="ckd_rviz", namespace=cfg["namespace"],
+                          arguments=["-d", os.path.join(share, "config", "ckd_tracker.rviz")],
+                          parameters=rviz_params, output="screen"))
+    return nodes + [Node(
         package="ckd_ros", executable="ckd_tracker", name=cfg["node_name"], namespace=cfg["namespace"],
         parameters=parameters,
         remappings=[("rgb/image", rgb), ("thermal/image", tir),
@@ -56,14 +61,12 @@ def generate_launch_description():
         DeclareLaunchArgument("node_name", default_value="ckd_tracker", description="tracker node name"),
         DeclareLaunchArgument("backend", default_value="",
                               description="auto|tensorrt|onnxruntime|torch; empty: from params_file"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("autostart", default_value="true",
-                              description="configure + activate on start; false: drive the lifecycle yourself"),
+        DeclareLaunchArgument("use_sim_time", default_value="",
+                              description="true: use /clock (bag replay); empty: from params_file (default false)"),
+        DeclareLaunchArgument("autostart", default_value="",
+                              description="configure + activate on start; false: drive the lifecycle yourself; "
+                                          "empty: from params_file (default true)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with both overlays"),
         DeclareLaunchArgument("log_level", default_value="info", description="tracker log level"),
         OpaqueFunction(function=_tracker),
-        Node(package="rviz2", executable="rviz2", name="ckd_rviz", namespace=LaunchConfiguration("namespace"),
-             arguments=["-d", os.path.join(share, "config", "ckd_tracker.rviz")],
-             parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
-             condition=IfCondition(LaunchConfiguration("rviz")), output="screen"),
     ])

@@ -3,6 +3,7 @@ set_target box handling, diagnostics, overlays, select_target's drag logic, the 
 from __future__ import annotations
 
 import pathlib
+import re
 import threading
 import time
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ckd_ros.errors import BoxError, CKDError, ParameterError
 from ckd_ros.node import diagnostics as diag
 from ckd_ros.node import params as P
 from ckd_ros.node.frame_cache import FrameCache, FramePair, pick_catchup
@@ -78,14 +80,57 @@ def test_lifecycle_rules(name, value, state, allowed):
     assert (reason is None) == allowed, reason
 
 
-def test_descriptors_carry_ranges_and_read_only():
+def test_descriptors_carry_ranges_type_and_read_only():
     pytest.importorskip("rcl_interfaces", reason="rcl_interfaces (ROS 2) not on the path")
     d = P.descriptor(P.SPEC_BY_NAME["sync.slop"])
-    assert d.floating_point_range[0].from_value == 0.0 and d.floating_point_range[0].to_value == 1.0
+    # typing is ours (coerce), so a wrong type or range in a params file is one line, never a traceback
+    assert d.dynamic_typing and "range [0.0, 1.0]" in d.additional_constraints and "(double)" in d.description
     d = P.descriptor(P.SPEC_BY_NAME["qos.depth"])
-    assert d.integer_range[0].from_value == 1 and d.integer_range[0].to_value == 100
+    assert "range [1, 100]" in d.additional_constraints and "(integer)" in d.description
     assert P.descriptor(P.SPEC_BY_NAME["autostart"]).read_only
     assert "read-only after configure" in P.descriptor(P.SPEC_BY_NAME["backend"]).additional_constraints
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("tracking.lost_threshold", 0, 0.0),
+    ("sync.slop", 1, 1.0),
+    ("thermal.range", [7000, 9000], [7000.0, 9000.0]),
+    ("registration.homography", (1, 0, 0, 0, 1, 0, 0, 0, 1), [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]),
+    ("qos.depth", 3, 3),
+])
+def test_integers_accepted_for_doubles(name, value, expected):
+    out = P.coerce(name, value)
+    assert out == expected and type(out) is type(expected)
+    if isinstance(out, list):
+        assert all(type(v) is float for v in out)
+    assert P.validate({name: value}, P.defaults(), "inactive") is None
+
+
+@pytest.mark.parametrize("name,value,needle", [
+    ("sync.slop", "fast", "sync.slop: 'fast' is a string, expected a double"),
+    ("qos.depth", 2.5, "qos.depth: 2.5 is a double, expected an integer"),
+    ("thermal.range", ["a", 1], "expected a double array"),
+    ("thermal.invert", 1, "thermal.invert: 1 is an integer, expected a bool"),
+    ("tracking.label", 3, "expected a string"),
+])
+def test_other_type_errors_are_one_line_naming_parameter_value_and_type(name, value, needle):
+    with pytest.raises(ParameterError, match=re.escape(needle)) as info:
+        P.coerce(name, value)
+    assert "\n" not in str(info.value)
+    reason = P.validate({name: value}, P.defaults(), "inactive")
+    assert needle in reason and "\n" not in reason
+
+
+def test_one_row_adds_a_parameter_everywhere():
+    """A row carries everything: type (from the default), rules and what a change rebuilds."""
+    for spec in P.SPECS:
+        assert spec.type_name in ("bool", "integer", "double", "double array", "string")
+        assert set(spec.rebuilds) <= {P.SETTINGS, P.TRACKER, P.SYNC, P.CACHE}
+        if spec.rebuilds:
+            assert spec.when == P.RUNTIME, f"{spec.name}: rebuilt at runtime but not changeable then"
+    assert P.names_rebuilding({"sync.max_delay"}, P.SYNC) and not P.names_rebuilding({"sync.max_delay"}, P.CACHE)
+    assert P.stream_transports(dict(P.defaults(), **{"transport.thermal": "compressed"})) == ("raw", "compressed")
+    assert P.stream_transports(dict(P.defaults(), transport="compressed")) == ("compressed", "compressed")
 
 
 def test_lost_threshold_zero_means_never_lost():
@@ -116,6 +161,38 @@ def test_frame_cache_pair_limit():
     for k in range(12):
         cache.add(pair(k))
     assert len(cache) == 5 and cache.newest().rgb_stamp_ns == 11
+
+
+class Blob:
+    def __init__(self, nbytes: int) -> None:
+        self.data = bytes(nbytes)
+
+
+def test_frame_cache_bounded_in_bytes_newest_always_kept():
+    cache = FrameCache(max_age_s=10.0, max_pairs=100, max_bytes=10_000)
+    for k in range(10):
+        cache.add(FramePair(Blob(2000), Blob(1000), k, k, 0.0))  # 3000 bytes a pair
+    assert len(cache) == 3 and cache.nbytes == 9000 and cache.newest().rgb_stamp_ns == 9
+    cache.set_limits(max_bytes=1)
+    assert len(cache) == 1 and cache.newest().rgb_stamp_ns == 9  # one 4K pair larger than the bound still tracks
+
+
+def test_pinned_frame_stays_selectable_however_long_the_user_draws():
+    clock = FakeClock()
+    cache = FrameCache(max_age_s=0.5, max_pairs=100, pin_s=60.0, clock=clock)
+    for k in range(5):
+        cache.add(pair(k * 100_000_000))
+    pinned, how = cache.pin(200_001_000)  # the thermal stamp of the frozen frame
+    assert pinned.rgb_stamp_ns == 200_000_000 and how == "thermal"
+    for k in range(5, 200):  # 20 s of stream: the pair left the cache long ago
+        cache.add(pair(k * 100_000_000))
+        clock.t += 0.1
+    assert len(cache) == 6 and cache.find(200_000_000)[0] is pinned
+    cache.clear()  # a time jump does not unpin either
+    assert cache.find(200_000_000)[0] is pinned
+    clock.t += 41.0
+    assert cache.find(200_000_000)[0] is None and cache.pinned() == []  # expired after pin_s
+    assert cache.pin(123)[0] is None  # nothing to pin
 
 
 def test_pick_catchup_ends_on_newest():
@@ -165,6 +242,10 @@ def test_box_in_thermal_pixels_goes_through_the_homography():
     box, which = box_to_rgb(TargetRequest((10, 20, 30, 40), 0, "tir_frame"), RGB, TIR, REG)
     assert which == "thermal"
     np.testing.assert_allclose(box, [20, 40, 60, 80])
+
+
+def test_target_errors_belong_to_the_error_family():
+    assert issubclass(TargetError, BoxError) and issubclass(TargetError, CKDError) and TargetError.stage == "target"
 
 
 @pytest.mark.parametrize("req,needle", [
@@ -224,6 +305,32 @@ def test_assess_levels():
     stats.paired()
     level, msg = diag.assess(stats.snapshot(), [("encoding", "bad encoding", 3)], "active", "tracking")
     assert level == diag.WARN and "bad encoding" in msg
+    level, msg = diag.assess(stats.snapshot(), [], "active", "tracking", pairing="few pairs: raise sync.max_delay")
+    assert level == diag.WARN and "sync.max_delay" in msg
+
+
+def test_never_ok_while_a_target_is_set_and_nothing_is_published():
+    clock = FakeClock()
+    stats = diag.NodeStats(clock=clock)
+    stats.arrival("rgb", 1)
+    stats.arrival("thermal", 1)
+    stats.paired()
+    stats.detection()
+    assert diag.assess(stats.snapshot(), [], "active", "tracking", target_since_s=5.0)[0] == diag.OK
+    for _ in range(4):  # pairs keep coming, detections do not (every pair dropped somewhere)
+        clock.t += 1.0
+        stats.arrival("rgb", 1)
+        stats.arrival("thermal", 1)
+        stats.paired()
+    level, msg = diag.assess(stats.snapshot(), [], "active", "tracking", target_since_s=9.0)
+    assert level == diag.WARN and msg.startswith("target set but no detection published (none for 4.0 s)")
+    fresh = diag.NodeStats(clock=clock)  # just set: give it NO_OUTPUT_S before complaining
+    fresh.arrival("rgb", 1)
+    fresh.arrival("thermal", 1)
+    fresh.paired()
+    assert diag.assess(fresh.snapshot(), [], "active", "tracking", target_since_s=0.5)[0] == diag.OK
+    assert "none yet" in diag.assess(fresh.snapshot(), [], "active", "tracking", target_since_s=3.0)[1]
+    assert diag.assess(fresh.snapshot(), [], "active", "idle", target_since_s=None)[0] == diag.OK
 
 
 def test_key_values_have_counters_latencies_and_unmatched():
@@ -232,11 +339,15 @@ def test_key_values_have_counters_latencies_and_unmatched():
         stats.arrival("rgb", 1)
     stats.arrival("thermal", 1)
     stats.paired()
-    stats.count("pairs_dropped", 2)
+    stats.drop("superseded")
+    stats.drop("superseded")
+    stats.drop("conversion")
+    stats.error("inference")
     stats.processed({"inference": 12.0, "total": 20.0})
     kv = dict(diag.key_values(stats.snapshot(), {"state": "tracking"}, {"encoding": 2}))
     assert kv["unmatched_rgb"] == "2" and kv["unmatched_thermal"] == "0"
-    assert kv["pairs_dropped"] == "2" and kv["bad_input.encoding"] == "2"
+    assert kv["dropped.superseded"] == "2" and kv["dropped.conversion"] == "1" and kv["errors.inference"] == "1"
+    assert kv["bad_input.encoding"] == "2"
     assert kv["latency_inference_ms"].startswith("mean 12.0")
 
 

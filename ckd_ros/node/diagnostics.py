@@ -1,7 +1,11 @@
 """Counters, per-stage latency windows, throttled bad-input reports, and the /diagnostics status.
 
 Everything is thread-safe: the executor thread counts arrivals and pairs, the worker records
-stage latencies and bad input, the 1 Hz timer reads a snapshot.
+stage latencies, drops (one counter per reason: `dropped.<reason>`) and errors (one per stage:
+`errors.<stage>`), the 1 Hz diagnostics task reads a snapshot. `assess` turns a snapshot into a
+level and one line; it is never OK while a target is set and no detection is being published.
+`make_updater` publishes through ROS's `diagnostic_updater` (status name `<fully qualified node
+name>: tracker`, hardware_id = the fully qualified name, so several trackers stay apart).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ STAGES = ("sync_wait", "queue", "decode", "preprocess", "inference", "postproces
           "stamp_to_publish")
 STREAMS = ("rgb", "thermal")
 STALE_S = 2.0  # a stream silent this long while the other one flows is reported (WARN)
+NO_OUTPUT_S = 2.0  # a target set and no detection published for this long is reported (WARN)
 BAD_INPUT_RECENT_S = 5.0  # bad input within this window keeps the status at WARN
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
@@ -51,11 +56,25 @@ class NodeStats:
             self.last_arrival: Dict[str, Optional[float]] = {s: None for s in STREAMS}
             self.last_stamp_ns: Dict[str, Optional[int]] = {s: None for s in STREAMS}
             self.last_pair_at: Optional[float] = None
+            self.last_detection_at: Optional[float] = None
             self._processed_times: collections.deque = collections.deque(maxlen=240)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counters[name] += n
+
+    def drop(self, reason: str) -> None:
+        """A pair that was not tracked, by reason (superseded, out_of_order, conversion, ...)."""
+        self.count(f"dropped.{reason}")
+
+    def error(self, stage: str) -> None:
+        """A failure in one stage (conversion, thermal, inference, target, ...)."""
+        self.count(f"errors.{stage}")
+
+    def detection(self) -> None:
+        with self._lock:
+            self.counters["detections_published"] += 1
+            self.last_detection_at = self._clock()
 
     def arrival(self, stream: str, stamp_ns: int) -> None:
         with self._lock:
@@ -95,6 +114,7 @@ class NodeStats:
                 "age": {s: (None if t is None else now - t) for s, t in self.last_arrival.items()},
                 "last_stamp_ns": dict(self.last_stamp_ns),
                 "since_pair": None if self.last_pair_at is None else now - self.last_pair_at,
+                "since_detection": None if self.last_detection_at is None else now - self.last_detection_at,
                 "fps": self._fps_locked(),
             }
 
@@ -143,8 +163,14 @@ class BadInputReporter:
 
 
 def assess(snapshot: Dict, bad_recent: List[Tuple[str, str, int]], lifecycle: str, target_state: str,
-           error: Optional[str] = None, slop_s: float = 0.0) -> Tuple[int, str]:
-    """Diagnostic level and one-line message from a stats snapshot."""
+           error: Optional[str] = None, slop_s: float = 0.0, pairing: Optional[str] = None,
+           target_since_s: Optional[float] = None) -> Tuple[int, str]:
+    """Diagnostic level and one-line message from a stats snapshot.
+
+    `pairing`: why few pairs form (input_sync.explain_pairing), if known. `target_since_s`: how
+    long ago the current target was set (None: no target). Never OK while a target is set and no
+    detection has been published for NO_OUTPUT_S.
+    """
     if error:
         return ERROR, error
     if lifecycle != "active":
@@ -157,7 +183,9 @@ def assess(snapshot: Dict, bad_recent: List[Tuple[str, str, int]], lifecycle: st
         if received[other] and not received[stream]:
             what = "no image yet" if ages[stream] is None else f"no image for {ages[stream]:.1f} s"
             problems.append(f"{stream} stream stalled ({what}); detections stop until it returns")
-    if all(received.values()) and (snapshot["since_pair"] is None or snapshot["since_pair"] > STALE_S):
+    if pairing:
+        problems.append(pairing)
+    elif all(received.values()) and (snapshot["since_pair"] is None or snapshot["since_pair"] > STALE_S):
         stamps = snapshot["last_stamp_ns"]
         gap = abs(stamps["rgb"] - stamps["thermal"]) / 1e9
         problems.append(f"both streams flow but no pair formed for {STALE_S:.0f} s: last stamps differ by "
@@ -166,6 +194,11 @@ def assess(snapshot: Dict, bad_recent: List[Tuple[str, str, int]], lifecycle: st
         problems.append(message)
     if not any(received.values()):
         problems.append("waiting for images")
+    if target_state != "idle" and target_since_s is not None and target_since_s > NO_OUTPUT_S:
+        since = snapshot.get("since_detection")
+        if since is None or since > NO_OUTPUT_S:
+            what = "none yet" if since is None else f"none for {since:.1f} s"
+            problems.insert(0, f"target set but no detection published ({what})")
     if problems:
         return WARN, "; ".join(problems)
     return OK, f"{target_state}, {snapshot['fps']:.1f} fps"
@@ -176,10 +209,12 @@ def key_values(snapshot: Dict, extra: Dict[str, str], bad_totals: Dict[str, int]
     out = list(extra.items())
     out.append(("fps", f"{snapshot['fps']:.2f}"))
     counters = snapshot["counters"]
-    for name in ("rgb_received", "thermal_received", "pairs_received", "pairs_processed", "pairs_dropped",
-                 "pairs_rejected", "pairs_stale", "stamp_resets", "detections_published", "catchup_published",
-                 "overlays_published"):
+    for name in ("rgb_received", "thermal_received", "pairs_received", "pairs_processed", "stamp_resets",
+                 "detections_published", "catchup_published", "overlays_published"):
         out.append((name, str(counters.get(name, 0))))
+    for name in sorted(counters):
+        if name.startswith(("dropped.", "errors.", "sync.", "qos.", "stamps.")):
+            out.append((name, str(counters[name])))
     paired = counters.get("pairs_received", 0)
     for stream in STREAMS:
         # messages that never made it into a pair (still queued ones included)
@@ -197,12 +232,77 @@ def key_values(snapshot: Dict, extra: Dict[str, str], bad_totals: Dict[str, int]
     return out
 
 
-def build_array(stamp, name: str, hardware_id: str, level: int, message: str, values: List[Tuple[str, str]]):
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: PLC0415
+class _StatusWrapper:
+    """The part of diagnostic_updater.DiagnosticStatusWrapper the node uses (fallback only)."""
 
-    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id)
-    status.values = [KeyValue(key=k, value=v) for k, v in values]
-    array = DiagnosticArray()
-    array.header.stamp = stamp
-    array.status = [status]
-    return array
+    def __init__(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticStatus  # noqa: PLC0415
+
+        self.status = DiagnosticStatus()
+
+    def summary(self, level, message: str) -> None:
+        self.status.level, self.status.message = level, message
+
+    def add(self, key: str, value: str) -> None:
+        from diagnostic_msgs.msg import KeyValue  # noqa: PLC0415
+
+        self.status.values.append(KeyValue(key=key, value=str(value)))
+
+
+class _FallbackUpdater:
+    """diagnostic_updater.Updater's interface for runtimes without the package (the Humble wheel):
+    one 1 Hz timer publishing every task's status to /diagnostics."""
+
+    def __init__(self, node, period: float = 1.0, callback_group=None) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+
+        self.node = node
+        self.node_name = node.get_name()
+        self.hwid = ""
+        self._tasks: List[Tuple[str, Callable]] = []
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 1)
+        self.timer = node.create_timer(period, self.update, callback_group=callback_group)
+
+    def setHardwareID(self, hwid: str) -> None:  # noqa: N802 - diagnostic_updater's name
+        self.hwid = hwid
+
+    def add(self, name: str, fn: Callable) -> None:
+        self._tasks.append((name, fn))
+
+    def force_update(self) -> None:
+        self.update()
+
+    def update(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+
+        array = DiagnosticArray()
+        array.header.stamp = self.node.get_clock().now().to_msg()
+        for name, fn in self._tasks:
+            stat = _StatusWrapper()
+            stat.status.name, stat.status.hardware_id = f"{self.node_name}: {name}", self.hwid
+            fn(stat)
+            array.status.append(stat.status)
+        self._pub.publish(array)
+
+
+def level_bytes(level: int) -> bytes:
+    return bytes([level])
+
+
+def make_updater(node, task: str, fill: Callable, callback_group=None):
+    """A diagnostic_updater.Updater (fallback: same interface) publishing `fill(stat)` once a second.
+
+    The status is named `<fully qualified node name>: <task>` and its hardware_id is that fully
+    qualified name, so trackers in different namespaces (or one process) never share a status.
+    """
+    fqn = node.get_fully_qualified_name()
+    try:
+        import diagnostic_updater  # noqa: PLC0415 - ships with ROS 2, missing from the Humble wheel
+    except ImportError:
+        updater = _FallbackUpdater(node, callback_group=callback_group)
+    else:
+        updater = diagnostic_updater.Updater(node, period=1.0)
+    updater.node_name = fqn
+    updater.setHardwareID(fqn)
+    updater.add(task, fill)
+    return updater

@@ -12,9 +12,11 @@ from typing import Tuple
 
 import numpy as np
 
+from ckd_ros.errors import BoxError
 
-class TargetError(ValueError):
-    """The request cannot be served; the message goes back in `status_message`."""
+
+class TargetError(BoxError):
+    """The request cannot be served; the message goes back in `status_message` (stage 'target')."""
 
 
 @dataclass

@@ -1,10 +1,17 @@
 """`ckd_tracker`: the managed (lifecycle) ROS 2 node around the CKD tracker.
 
-Contract: ../shared/design/ros-interface.md. on_configure loads the backend, on_activate
-subscribes (synchronised RGB + thermal), on_deactivate unsubscribes, on_cleanup frees the model.
-With `autostart` (default) the node configures and activates itself once the executor spins.
-The pieces live in sibling modules: input_sync (subscriptions + synchroniser), worker (newest
-pair only, inference off the executor), params, diagnostics, overlay, target, detections.
+Contract: ../shared/design/ros-interface.md and docs/ros.md. on_configure loads the backend,
+on_activate subscribes (synchronised RGB + thermal), on_deactivate unsubscribes, on_cleanup frees
+the model. With `autostart` (default) the node configures and activates itself once the executor
+spins. The pieces live in sibling modules: input_sync (subscriptions + time-sized synchroniser),
+worker (newest pair only, inference and every tracker change off the executor), params (the one
+parameter table), diagnostics, overlay, target, detections, frame_cache.
+
+Every identity the node exposes derives from its fully qualified name (services and topics are
+private `~/...`, the diagnostic status is `<fqn>: tracker` with hardware_id `<fqn>`, the worker
+thread and log lines carry it), so several trackers run side by side in namespaces or one process.
+Per-frame results leave through `_publish_outcome`; `result_hooks` (callables taking the Outcome,
+run on the worker thread after the detections are published) is where further outputs attach.
 """
 from __future__ import annotations
 
@@ -12,39 +19,38 @@ import concurrent.futures
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from sensor_msgs.srv import SetCameraInfo
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray
 
+from ckd_ros.errors import CKDError, ParameterError
 from ckd_ros.frames.ros_image import array_to_image_msg, make_converter
 from ckd_ros.node import diagnostics as diag
-from ckd_ros.node import params as P
+from ckd_ros.node import params
 from ckd_ros.node.detections import build_detections
 from ckd_ros.node.frame_cache import FrameCache, FramePair
-from ckd_ros.node.input_sync import PairInput, input_topics
+from ckd_ros.node.input_sync import PairInput, TimeSync, explain_pairing, fmt_stamp, input_topics, message_types
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
 from ckd_ros.node.qos import input_qos
 from ckd_ros.node.target import parse_request
-from ckd_ros.node.worker import Outcome, Settings, TrackingWorker
-from ckd_ros.tracking import Tracker
+from ckd_ros.node.worker import ClearTarget, Outcome, SetTarget, Settings, TrackingWorker, UpdateTracker
+from ckd_ros.tracking import Tracker, TrackState
 
-SERVICE_TIMEOUT_S = 60.0  # set_target waits for the worker: one inference plus up to 8 catch-up frames
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-
-
-def _value(spec: P.ParamSpec, value: Any) -> Any:
-    return list(value) if isinstance(spec.default, list) else value
+MB = 1024 * 1024
 
 
 class CkdTrackerNode(LifecycleNode):
@@ -54,19 +60,25 @@ class CkdTrackerNode(LifecycleNode):
                  backend_factory: Optional[Callable[[Dict[str, Any]], Any]] = None, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         self._backend_factory = backend_factory
-        for spec in P.SPECS:
-            self.declare_parameter(spec.name, spec.default, P.descriptor(spec))
-        self._values: Dict[str, Any] = {
-            s.name: _value(s, self.get_parameter(s.name).value) for s in P.SPECS}
+        self._param_errors: Dict[str, str] = {}
+        self._values: Dict[str, Any] = self._declare_parameters()
+        if hasattr(self, "add_pre_set_parameters_callback"):  # Iron+: store ints given for doubles as doubles
+            self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._lifecycle = "unconfigured"
         self._error: Optional[str] = None
+        self._target_set_at: Optional[float] = None
         self.stats = diag.NodeStats()
         self.reporter = diag.BadInputReporter(self.get_logger().warning)
         self.converter, why = make_converter()
         self.get_logger().info(f"image conversion: {self.converter.name}" + (f" ({why})" if why else ""))
-        self.cache = FrameCache(self._values["tracking.init_cache_s"])
+        v = self._values
+        self.cache = FrameCache(v["tracking.init_cache_s"], max_bytes=int(v["tracking.init_cache_mb"] * MB),
+                                pin_s=v["tracking.pin_s"])
+        self.sync = TimeSync(v["sync.slop"], v["sync.max_delay"], self._on_pair, v["sync.thermal_offset"],
+                             v["sync.reorder_window"], on_jump=self._on_stamp_jump,
+                             on_stamp_issue=self.reporter.report)
+        self.result_hooks: List[Callable[[Outcome], None]] = []
 
         self._backend = None
         self._tracker: Optional[Tracker] = None
@@ -80,28 +92,108 @@ class CkdTrackerNode(LifecycleNode):
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self.create_service(SetCameraInfo, "~/set_target", self._srv_set_target, callback_group=self._service_group)
+        self.create_service(SetCameraInfo, "~/pin_frame", self._srv_pin_frame, callback_group=self._service_group)
         self.create_service(Trigger, "~/clear_target", self._srv_clear_target, callback_group=self._service_group)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=self._diag_group)
+        self.diagnostics = diag.make_updater(self, "tracker", self._fill_diagnostics, self._diag_group)
+        # a /clock jump back (bag loop with --clock) or a switch of time source resets the input
+        self._jump_handler = self.get_clock().create_jump_handler(
+            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0), on_clock_change=True),
+            post_callback=self._on_clock_jump)
         self._autostart_timer = None
+        for message in self._param_errors.values():
+            self.get_logger().error(message)
         if self._values["autostart"]:
             # from the executor, so services answer while a TensorRT engine builds in on_configure
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
+    # ---- parameters -------------------------------------------------------------------------------
+    def _declare_parameters(self) -> Dict[str, Any]:
+        """Declare the table (dynamic typing: no type error can kill the node) and read the values.
+
+        Integers given for doubles become doubles (also in the stored parameter); any other type
+        mismatch is one error line, the default is used and configure refuses until it is fixed.
+        """
+        values = params.defaults()
+        for spec in params.SPECS:
+            raw = self.declare_parameter(spec.name, spec.default, params.descriptor(spec)).value
+            try:
+                value = params.coerce(spec.name, raw)
+            except ParameterError as exc:
+                self._param_errors[spec.name] = (f"parameter {exc}; using the default until it is set "
+                                                 "(params file, -p or ros2 param set)")
+                continue
+            values[spec.name] = value
+            if type(raw) is not type(value) and spec.when != params.STARTUP:
+                self.set_parameters([Parameter(spec.name, value=value)])  # store 0 as 0.0
+        return values
+
+    def _coerce_parameters(self, parameters):
+        out = []
+        for p in parameters:
+            spec = params.SPEC_BY_NAME.get(p.name)
+            if spec is not None and isinstance(spec.default, (float, list)):
+                try:
+                    p = Parameter(p.name, value=params.coerce(p.name, p.value))
+                except ParameterError:
+                    pass  # refused with its reason by _on_set_parameters
+            out.append(p)
+        return out
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        raw = {p.name: p.value for p in parameters if p.name in params.SPEC_BY_NAME}
+        if not raw:
+            return SetParametersResult(successful=True)  # use_sim_time, diagnostic_updater.*, qos overrides
+        reason = params.validate(raw, self._values, self.lifecycle_state)
+        if reason:
+            self.get_logger().warning(f"parameter change rejected: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        changes = {name: params.coerce(name, value) for name, value in raw.items()}
+        for name in changes:
+            self._param_errors.pop(name, None)
+        self._values.update(changes)
+        self._apply(set(changes))
+        return SetParametersResult(successful=True)
+
+    def _apply(self, names) -> None:
+        """Rebuild what the changed parameters feed (the `rebuilds` column of the table)."""
+        values = self._values
+        if self._settings is not None and params.names_rebuilding(names, params.SETTINGS):
+            self._settings = self._make_settings(values)  # one atomic swap the worker picks up per pair
+            if "registration.homography" in names:
+                self._update_tracker(registration=self._settings.registration)
+        if self._tracker is not None and params.names_rebuilding(names, params.TRACKER):
+            self._update_tracker(params=params.make_tracker_params(values))
+        if params.names_rebuilding(names, params.SYNC):
+            self.sync.configure(values["sync.slop"], values["sync.max_delay"], values["sync.thermal_offset"],
+                                values["sync.reorder_window"])
+        if params.names_rebuilding(names, params.CACHE):
+            self.cache.set_limits(values["tracking.init_cache_s"], int(values["tracking.init_cache_mb"] * MB),
+                                  values["tracking.pin_s"])
+
+    def _update_tracker(self, **changes) -> None:
+        """Tracker changes run on the worker thread; without a worker nothing else touches the tracker."""
+        if self._worker is not None:
+            self._worker.command(UpdateTracker(**changes))
+        elif self._tracker is not None:
+            for name, value in changes.items():
+                setattr(self._tracker, name, value)
+
+    def _make_settings(self, values: Dict[str, Any]) -> Settings:
+        return Settings(normalizer=params.make_normalizer(values), registration=params.make_registration(values),
+                        label=values["tracking.label"], slop_s=float(values["sync.slop"]),
+                        transports=params.stream_transports(values))
+
     # ---- lifecycle ------------------------------------------------------------------------------
     @property
     def lifecycle_state(self) -> str:
-        return self._lifecycle
+        """rclpy's lifecycle state label: unconfigured, inactive, active, finalized, or a transition."""
+        return self._state_machine.current_state[1]
 
     def _autostart(self) -> None:
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
         if self.trigger_configure() == SUCCESS:
             self.trigger_activate()
-
-    def _make_settings(self, values: Dict[str, Any]) -> Settings:
-        return Settings(normalizer=P.make_normalizer(values), registration=P.make_registration(values),
-                        label=values["tracking.label"], slop_s=float(values["sync.slop"]))
 
     def _open_backend(self, values: Dict[str, Any]):
         if self._backend_factory is not None:
@@ -130,14 +222,16 @@ class CkdTrackerNode(LifecycleNode):
         values = dict(self._values)
         backend = None
         try:
-            reason = P.validate(values, {}, check_when=False)
+            if self._param_errors:
+                raise ParameterError("; ".join(self._param_errors.values()))
+            reason = params.validate(values, {}, check_when=False)
             if reason:
-                raise ValueError(reason)
+                raise ParameterError(reason)
             settings = self._make_settings(values)
             t0 = time.monotonic()
             backend = self._open_backend(values)
-            tracker = Tracker(backend, P.make_tracker_params(values), settings.registration)
-        except Exception as exc:  # CKDError, ValueError, missing files, no GPU...: stay unconfigured
+            tracker = Tracker(backend, params.make_tracker_params(values), settings.registration)
+        except Exception as exc:  # CKDError, missing files, no GPU...: stay unconfigured, one line
             if backend is not None:
                 backend.close()
             self._error = f"configure failed: {exc}"
@@ -151,7 +245,6 @@ class CkdTrackerNode(LifecycleNode):
         # reliable depth 1: rviz (reliable by default) and best-effort viewers both connect
         self._img_pub = self.create_lifecycle_publisher(Image, "~/debug/image", QoSProfile(depth=1))
         self._tir_pub = self.create_lifecycle_publisher(Image, "~/debug/thermal_image", QoSProfile(depth=1))
-        self._lifecycle = "inactive"
         return super().on_configure(state)
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -159,20 +252,19 @@ class CkdTrackerNode(LifecycleNode):
         ret = super().on_activate(state)  # enables the lifecycle publishers
         if ret != SUCCESS:
             return ret
+        transports = params.stream_transports(values)
         try:
             self.cache.clear()
-            self.cache.set_max_age(values["tracking.init_cache_s"])
-            compressed = values["transport"] == "compressed"
+            self.sync.reset()
+            self._settings = self._make_settings(values)
             self._worker = TrackingWorker(
                 self._tracker, self.converter, self.cache, self.stats, self.reporter, lambda: self._settings,
-                self._publish_outcome, compressed=compressed, log_warn=self.get_logger().warning)
+                self._publish_outcome, log_warn=self.get_logger().warning, name=self.get_fully_qualified_name())
             self._worker.start()
-            rgb_topic, tir_topic = input_topics(values["transport"])
             self._input = PairInput(
-                self, CompressedImage if compressed else Image, rgb_topic, tir_topic,
-                input_qos(values["qos.reliability"], values["qos.depth"]), values["sync.queue_size"],
-                values["sync.slop"], self._on_pair, self.stats.arrival, self._on_backwards,
-                callback_group=self._input_group)
+                self, message_types(transports), input_topics(transports),
+                input_qos(values["qos.reliability"], values["qos.depth"]), self.sync, self.stats.arrival,
+                self._on_qos_event, callback_group=self._input_group)
         except Exception as exc:
             self._error = f"activate failed: {exc}"
             self.get_logger().error(self._error)
@@ -182,8 +274,8 @@ class CkdTrackerNode(LifecycleNode):
         rgb, tir = self._input.topics
         self.get_logger().info(
             f"active: {rgb} + {tir} ({values['qos.reliability']}, depth {values['qos.depth']}, slop "
-            f"{values['sync.slop']} s); call {self.get_fully_qualified_name()}/set_target to start tracking")
-        self._lifecycle = "active"
+            f"{values['sync.slop']} s, max delay {values['sync.max_delay']} s); call "
+            f"{self.get_fully_qualified_name()}/set_target to start tracking")
         return SUCCESS
 
     def _stop_input(self) -> None:
@@ -195,12 +287,13 @@ class CkdTrackerNode(LifecycleNode):
                 self.get_logger().warning("inference worker did not stop within 30 s")
             self._worker = None
         if self._tracker is not None:
-            self._tracker.reset()
+            self._tracker.reset()  # the worker thread has ended
+        self._target_set_at = None
         self.cache.clear()
+        self.sync.reset()
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_input()
-        self._lifecycle = "inactive"
         return super().on_deactivate(state)
 
     def _release_model(self) -> None:
@@ -215,7 +308,6 @@ class CkdTrackerNode(LifecycleNode):
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self._release_model()
-        self._lifecycle = "unconfigured"
         return super().on_cleanup(state)
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -231,7 +323,6 @@ class CkdTrackerNode(LifecycleNode):
         """Stop the worker, drop subscriptions, free the model (shutdown, Ctrl-C)."""
         self._stop_input()
         self._release_model()
-        self._lifecycle = "finalized" if self._lifecycle != "unconfigured" else "unconfigured"
 
     # ---- input (executor thread: only hand-over) ----------------------------------------------------
     def _on_pair(self, pair: FramePair) -> None:
@@ -241,29 +332,48 @@ class CkdTrackerNode(LifecycleNode):
         if worker is not None:
             worker.submit(pair)
 
-    def _on_backwards(self, stream: str, last_ns: int, new_ns: int) -> None:
+    def _reset_input(self) -> None:
         self.stats.count("stamp_resets")
         self.cache.clear()
         if self._worker is not None:
             self._worker.reset_stream()
+
+    def _on_stamp_jump(self, stream: str, last_ns: int, new_ns: int) -> None:
+        self._reset_input()
         self.reporter.report(
-            "stamps_backwards",
-            f"{stream} stamps went backwards ({last_ns / 1e9:.3f} -> {new_ns / 1e9:.3f} s; bag loop or clock "
-            "reset?): synchroniser and frame cache reset")
+            "time_jump",
+            f"{stream} stamps jumped back {(last_ns - new_ns) / 1e9:.3f} s ({fmt_stamp(last_ns)} -> "
+            f"{fmt_stamp(new_ns)}; "
+            f"more than sync.reorder_window {self._values['sync.reorder_window']} s: bag loop or clock reset?): "
+            "synchroniser and frame cache reset")
+
+    def _on_clock_jump(self, jump) -> None:
+        self.sync.reset()
+        self._reset_input()
+        delta = jump.delta.nanoseconds / 1e9 if jump.delta is not None else 0.0
+        self.reporter.report("clock_jump", f"the node's clock jumped {delta:+.3f} s (/clock, use_sim_time "
+                             "switch): synchroniser and frame cache reset")
+
+    def _on_qos_event(self, stream: str, kind: str, text: str) -> None:
+        self.stats.count(f"qos.{kind}_{stream}")
+        self.reporter.report(f"{kind}_{stream}", text)
 
     # ---- output (worker thread) ---------------------------------------------------------------------
     def _publish_outcome(self, outcome: Outcome) -> None:
+        """The one place per-frame results are published: detections, overlays, then `result_hooks`."""
         if not rclpy.ok(context=self.context):
             return  # Ctrl-C shut the context down while this pair was in flight: nothing to publish to
         t0 = time.perf_counter()
         pair = outcome.decoded.pair
         settings = self._settings
-        if outcome.state != "idle" and self._det_pub is not None:
-            box = outcome.box if outcome.state == "tracking" else None  # LOST: empty array
+        if outcome.state is not TrackState.IDLE and self._det_pub is not None:
+            box = outcome.box if outcome.state is TrackState.TRACKING else None  # LOST: empty array
             self._det_pub.publish(build_detections(pair.rgb.header, box, outcome.score or 0.0, settings.label,
                                                    outcome.track_id))
-            self.stats.count("detections_published")
+            self.stats.detection()
         self._publish_overlays(outcome, settings)
+        for hook in self.result_hooks:
+            hook(outcome)
         timings = outcome.timings  # completed in place: callers (benchmarks) read them afterwards
         timings["publish"] = (time.perf_counter() - t0) * 1e3
         first_arrival = pair.paired_at - pair.sync_wait_s
@@ -289,95 +399,119 @@ class CkdTrackerNode(LifecycleNode):
             return
         self._last_overlay = now
         self.stats.count("overlays_published")
-        decoded, pair = outcome.decoded, outcome.decoded.pair
+        decoded, pair, state = outcome.decoded, outcome.decoded.pair, outcome.state.value
         if want_rgb:
-            img = rgb_overlay(decoded.rgb, outcome.box, outcome.score, outcome.state, self.stats.fps(),
-                              settings.label)
+            img = rgb_overlay(decoded.rgb, outcome.box, outcome.score, state, self.stats.fps(), settings.label)
             self._img_pub.publish(array_to_image_msg(img, "bgr8", pair.rgb.header))
         if want_tir:
             box_t = None if outcome.box is None else settings.registration.box_rgb_to_thermal(outcome.box)
-            img = thermal_overlay(decoded.tir8, box_t, outcome.state)
+            img = thermal_overlay(decoded.tir8, box_t, state)
             self._tir_pub.publish(array_to_image_msg(img, "bgr8", pair.thermal.header))
 
-    # ---- services --------------------------------------------------------------------------------
+    # ---- services (bounded: they answer within tracking.service_timeout_s whatever the backend does) --
+    def _wait(self, future: concurrent.futures.Future, what: str):
+        timeout = float(self._values["tracking.service_timeout_s"])
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
+            future.cancel()  # a command still queued never runs late
+            worker = self._worker
+            busy = ""
+            if worker is not None and worker.busy_since is not None:
+                busy = f" (busy with a {worker.busy_with} for {time.monotonic() - worker.busy_since:.1f} s)"
+            return False, (f"{what}: the tracker did not answer within {timeout:.1f} s{busy}; the request was "
+                           "dropped; check the backend (diagnostics) and retry")
+
+    def _inactive_reason(self) -> Optional[str]:
+        state = self.lifecycle_state
+        if state != "active" or self._worker is None:
+            return f"node not active (state: {state}); activate it first"
+        return None
+
     def _srv_set_target(self, request, response):
-        if self._lifecycle != "active" or self._worker is None:
-            ok, msg = False, f"node not active (state: {self._lifecycle}); activate it first"
+        why = self._inactive_reason()
+        if why:
+            ok, msg = False, why
         else:
-            fut = self._worker.set_target(parse_request(request.camera_info))
             try:
-                ok, msg = fut.result(timeout=SERVICE_TIMEOUT_S)
-            except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
-                ok, msg = False, f"the tracker did not answer within {SERVICE_TIMEOUT_S:.0f} s"
+                req = parse_request(request.camera_info)
+            except CKDError as exc:
+                ok, msg = False, str(exc)
+            else:
+                ok, msg = self._wait(self._worker.command(SetTarget(req)), "set_target")
         response.success, response.status_message = ok, msg
         if ok:
+            self._target_set_at = time.monotonic()
             self.get_logger().info(f"set_target: {msg}")
         else:
             self.reporter.report("set_target", f"set_target rejected: {msg}")
         return response
 
-    def _srv_clear_target(self, request, response):
-        if self._lifecycle != "active" or self._worker is None:
+    def _srv_pin_frame(self, request, response):
+        """Keep the frame `camera_info.header.stamp` (RGB or thermal stamp; 0: newest) selectable for
+        tracking.pin_s seconds, so a set_target drawn on that frozen frame succeeds however long it takes."""
+        stamp = request.camera_info.header.stamp
+        stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+        pair, how = self.cache.pin(stamp_ns, int(float(self._values["sync.slop"]) * 1e9))
+        if pair is None:
+            span = self.cache.span()
+            cached = "no frames yet" if span is None else f"cached {fmt_stamp(span[0])} .. {fmt_stamp(span[1])}"
             response.success = False
-            response.message = f"node not active (state: {self._lifecycle}); there is no target to clear"
+            response.status_message = f"stamp {fmt_stamp(stamp_ns)} not in the frame cache ({cached})"
+        else:
+            response.success = True
+            response.status_message = (f"pinned the {how} frame rgb {fmt_stamp(pair.rgb_stamp_ns)} / thermal "
+                                       f"{fmt_stamp(pair.thermal_stamp_ns)} for {self._values['tracking.pin_s']:g} s")
+        return response
+
+    def _srv_clear_target(self, request, response):
+        why = self._inactive_reason()
+        if why:
+            response.success, response.message = False, why.replace("activate it first", "there is no target to clear")
             return response
-        try:
-            response.success, response.message = self._worker.clear_target().result(timeout=SERVICE_TIMEOUT_S)
-        except concurrent.futures.TimeoutError:
-            response.success, response.message = False, "the tracker did not answer in time"
+        response.success, response.message = self._wait(self._worker.command(ClearTarget()), "clear_target")
+        if response.success:
+            self._target_set_at = None
         self.get_logger().info(f"clear_target: {response.message}")
         return response
 
-    # ---- parameters -------------------------------------------------------------------------------
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
-        changes = {}
-        for p in parameters:
-            spec = P.SPEC_BY_NAME.get(p.name)
-            changes[p.name] = _value(spec, p.value) if spec else p.value
-        reason = P.validate(changes, self._values, self._lifecycle)
-        if reason:
-            self.get_logger().warning(f"parameter change rejected: {reason}")
-            return SetParametersResult(successful=False, reason=reason)
-        self._values.update(changes)
-        self._apply(set(changes))
-        return SetParametersResult(successful=True)
-
-    def _apply(self, names) -> None:
-        values = self._values
-        if self._settings is not None and names & {"thermal.normalization", "thermal.percentiles", "thermal.range",
-                                                   "thermal.invert", "registration.homography", "tracking.label",
-                                                   "sync.slop"}:
-            self._settings = self._make_settings(values)  # one atomic swap the worker picks up per pair
-            if self._tracker is not None:
-                self._tracker.registration = self._settings.registration
-        if self._tracker is not None and names & {"tracking.lost_threshold", "tracking.lost_frames"}:
-            self._tracker.params = P.make_tracker_params(values)
-        if "sync.slop" in names and self._input is not None:
-            self._input.set_slop(values["sync.slop"])
-        if "tracking.init_cache_s" in names:
-            self.cache.set_max_age(values["tracking.init_cache_s"])
-
     # ---- diagnostics ------------------------------------------------------------------------------
-    def _publish_diagnostics(self) -> None:
+    def _fill_diagnostics(self, stat):
         snap = self.stats.snapshot()
+        state = self.lifecycle_state
         target = self._tracker.state.value if self._tracker is not None else "idle"
-        level, message = diag.assess(snap, self.reporter.recent(), self._lifecycle, target, self._error,
-                                     float(self._values["sync.slop"]))
+        values = self._values
+        target_since = None if self._target_set_at is None else time.monotonic() - self._target_set_at
+        pairing = explain_pairing(self.sync.diagnose(), values["sync.slop"], values["sync.max_delay"]) \
+            if state == "active" else None
+        level, message = diag.assess(snap, self.reporter.recent(), state, target, self._error,
+                                     float(values["sync.slop"]), pairing, target_since)
         backend = self._backend
         extra = {
-            "lifecycle": self._lifecycle,
+            "lifecycle": state,
             "state": target,
             "backend": "none" if backend is None else getattr(backend, "describe", lambda: backend.name)(),
             "image_conversion": self.converter.name,
             "frame_cache_pairs": str(len(self.cache)),
+            "frame_cache_mb": f"{self.cache.nbytes / MB:.1f}",
+            "pinned_frames": str(len(self.cache.pinned())),
         }
+        q_rgb, q_tir = self.sync.queue_lengths()
+        extra["sync_queue_rgb"], extra["sync_queue_thermal"] = str(q_rgb), str(q_tir)
+        for reason, n in sorted(self.sync.dropped.items()):
+            extra[f"sync.dropped.{reason}"] = str(n)
+        for event, n in sorted(self.sync.stamp_events.items()):
+            extra[f"stamps.{event}"] = str(n)
+        nonfinite = getattr(self._tracker, "nonfinite_outputs", None)
+        if nonfinite is not None:
+            extra["errors.nonfinite_outputs"] = str(nonfinite)
         worker = self._worker
         if worker is not None and worker.busy_since is not None:
             extra["worker_busy_s"] = f"{time.monotonic() - worker.busy_since:.2f}"
-        values = diag.key_values(snap, extra, self.reporter.totals())
-        name = f"{self.get_name()}: tracker"
-        self._diag_pub.publish(diag.build_array(self.get_clock().now().to_msg(), name,
-                                                self.get_fully_qualified_name(), level, message, values))
+        stat.summary(diag.level_bytes(level), message)
+        for key, value in diag.key_values(snap, extra, self.reporter.totals()):
+            stat.add(key, value)
+        return stat
 
 
 def main(args=None) -> int:
