@@ -141,7 +141,9 @@ def run(args) -> int:
 
     # target: the rectangle of the first pre-rendered frame (its position does not change the latency)
     client = node.create_client(SetCameraInfo, "/ckd_tracker/set_target")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60.0
+    while len(node.cache) < 3 and time.monotonic() < deadline:  # the camera process may start slowly
+        time.sleep(0.1)
     req = SetCameraInfo.Request()
     w, h = args.width // 8, args.height // 8
     req.camera_info.roi.x_offset, req.camera_info.roi.y_offset = args.width // 2, args.height // 2

@@ -221,12 +221,13 @@ def test_parameter_changes_accepted_and_rejected_with_reasons(make_harness):
         return r
 
     assert one(sync__slop=0.05).successful
-    assert h.node._input.sync.slop.nanoseconds == 50_000_000, "slop must reach the running synchroniser"
+    assert h.node.sync.slop_ns == 50_000_000, "slop must reach the running synchroniser"
     r = one(sync__slop=5.0)
     assert not r.successful and ("out of range" in r.reason.lower() or "outside" in r.reason), r.reason
     r = one(thermal__normalization="fixed")
     assert not r.successful and "lo < hi" in r.reason
-    assert one(thermal__range=[7000.0, 9000.0]).successful and one(thermal__normalization="fixed").successful
+    assert one(thermal__range=[7000, 9000]).successful and one(thermal__normalization="fixed").successful
+    assert tuple(h.node._settings.normalizer.value_range) == (7000.0, 9000.0)
     assert h.node._settings.normalizer.method == "fixed"
     r = one(qos__reliability="reliable")
     assert not r.successful and "deactivate" in r.reason
@@ -238,11 +239,15 @@ def test_parameter_changes_accepted_and_rejected_with_reasons(make_harness):
     assert not r.successful and "not one of" in r.reason
     r = one(autostart=False)
     assert not r.successful and "read-only" in r.reason
-    r = one(sync__slop=1)  # ROS parameters are typed
-    assert not r.successful and "type" in r.reason.lower()
+    r = one(sync__slop="fast")  # a wrong type is one line naming parameter, value and type
+    assert not r.successful and r.reason == "sync.slop: 'fast' is a string, expected a double (e.g. 0.03)", r.reason
+    r = one(tracking__lost_frames=2.5)
+    assert not r.successful and "tracking.lost_frames: 2.5 is a double, expected an integer" in r.reason
     assert one(debug__max_rate_hz=5.0).successful and one(tracking__label="person").successful
     assert h.node._settings.label == "person"
     assert h.node.get_parameter("sync.slop").value == 0.05, "rejected values must not be stored"
+    assert one(sync__slop=1).successful, "an integer for a double is accepted"
+    assert h.node.sync.slop_ns == 1_000_000_000 and h.node._values["sync.slop"] == 1.0
 
 
 @pytest.mark.parametrize("pub,sub", [("reliable", "best_effort"), ("best_effort", "best_effort"),

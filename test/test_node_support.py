@@ -280,7 +280,7 @@ class Harness:
             return len(self.detections)
 
     def last_diag_values(self, since: int = 0) -> Optional[dict]:
-        name = f"{self.node.get_name()}: tracker"
+        name = f"{self.node.get_fully_qualified_name()}: tracker"
         with self._lock:
             diags = list(self.diagnostics[since:])
         for msg in reversed(diags):

@@ -96,7 +96,7 @@ class CkdTrackerNode(LifecycleNode):
         self.create_service(Trigger, "~/clear_target", self._srv_clear_target, callback_group=self._service_group)
         self.diagnostics = diag.make_updater(self, "tracker", self._fill_diagnostics, self._diag_group)
         # a /clock jump back (bag loop with --clock) or a switch of time source resets the input
-        self._jump_handler = self.get_clock().create_jump_handler(
+        self._jump_handler = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0), on_clock_change=True),
             post_callback=self._on_clock_jump)
         self._autostart_timer = None
@@ -123,8 +123,9 @@ class CkdTrackerNode(LifecycleNode):
                                                  "(params file, -p or ros2 param set)")
                 continue
             values[spec.name] = value
-            if type(raw) is not type(value) and spec.when != params.STARTUP:
-                self.set_parameters([Parameter(spec.name, value=value)])  # store 0 as 0.0
+            stored = Parameter(spec.name, value=value)
+            if self.get_parameter(spec.name).type_ != stored.type_ and spec.when != params.STARTUP:
+                self.set_parameters([stored])  # store 0 as 0.0 and [7000, 9000] as doubles
         return values
 
     def _coerce_parameters(self, parameters):
