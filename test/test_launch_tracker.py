@@ -174,3 +174,73 @@ def _tail(tmp_path) -> str:
         return "\n--- launch log ---\n" + (tmp_path / "launch.log").read_text()[-3000:]
     except OSError:
         return ""
+
+
+def test_params_file_decides_unless_a_launch_argument_is_given(tmp_path):
+    """autostart / use_sim_time from the params file when not given on the command line; given ones win.
+    Integers written for doubles in the file are accepted and stored as doubles."""
+    import rclpy
+    from lifecycle_msgs.srv import GetState
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.executors import MultiThreadedExecutor
+
+    prefix = make_prefix(tmp_path / "install")
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n    autostart: false\n"
+                      f"    model.checkpoint: \"{ckpt}\"\n    device: cpu\n    backend: torch\n"
+                      "    tracking.lost_threshold: 0\n    thermal.range: [7000, 9000]\n")
+    launch_file = prefix / "share" / "ckd_ros" / "launch" / "ckd_tracker.launch.py"
+    env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{os.environ.get('AMENT_PREFIX_PATH', '')}",
+               ROS_DOMAIN_ID=str(domain_id()), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "launch.log", "w")
+    common = f"params_file:={params} namespace:=pf"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, f"{launch_file} {common} node_name:=fromfile",
+         f"{launch_file} {common} node_name:=given autostart:=true use_sim_time:=false"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ctx = make_context()
+    node = rclpy.create_node("launch_params_client", context=ctx)
+    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+
+    def call(cli, req, timeout=30.0):
+        assert cli.wait_for_service(timeout_sec=60.0), f"{cli.srv_name} never appeared: {_tail(tmp_path)}"
+        fut = cli.call_async(req)
+        assert wait_for(fut.done, timeout), f"{cli.srv_name} did not answer"
+        return fut.result()
+
+    def state(name):
+        return call(node.create_client(GetState, f"/pf/{name}/get_state"), GetState.Request()).current_state.label
+
+    def param_values(name, names):
+        req = GetParameters.Request()
+        req.names = names
+        return call(node.create_client(GetParameters, f"/pf/{name}/get_parameters"), req).values
+
+    try:
+        assert wait_for(lambda: proc.poll() is None and state("given") == "active", 60.0), _tail(tmp_path)
+        time.sleep(1.0)
+        assert state("fromfile") == "unconfigured", "the params file's autostart: false must decide"
+        sim, auto, thr, rng = param_values("fromfile", ["use_sim_time", "autostart", "tracking.lost_threshold",
+                                                        "thermal.range"])
+        assert sim.bool_value is True and auto.bool_value is False
+        assert thr.type == 3 and thr.double_value == 0.0, "an integer for a double is stored as a double"
+        assert list(rng.double_array_value) == [7000.0, 9000.0]
+        sim, auto = param_values("given", ["use_sim_time", "autostart"])
+        assert sim.bool_value is False and auto.bool_value is True, "given launch arguments win"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait(10)
+        executor.shutdown()
+        node.destroy_node()
+        shutdown_context(ctx)
+        log.close()
+    assert code == 0, f"launch did not shut down cleanly (exit {code}): {_tail(tmp_path)}"
+    assert "Traceback" not in (tmp_path / "launch.log").read_text()

@@ -228,8 +228,8 @@ def test_params_file_type_error_is_one_line_and_the_node_lives(tmp_path):
         assert node._param_errors.keys() == {"sync.max_delay", "tracking.lost_frames"}
         assert "sync.max_delay: 'fast' is a string, expected a double" in node._param_errors["sync.max_delay"]
         assert "\n" not in node._param_errors["sync.max_delay"]
-        assert wait_for(lambda: node._error is not None, 10.0)
-        assert node.lifecycle_state == "unconfigured" and "sync.max_delay: 'fast'" in node._error
+        assert wait_for(lambda: node._error is not None and node.lifecycle_state == "unconfigured", 10.0)
+        assert "sync.max_delay: 'fast'" in node._error
         values = h.wait_diag(lambda v: v["_level"] == 2, 5.0)
         assert "expected a double" in values["_message"]
         # fixed at runtime: configure and activate succeed
