@@ -90,7 +90,11 @@ def run(args) -> int:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from ckd_ros.node import tracker_node
     from ckd_ros.node.tracker_node import CkdTrackerNode
+
+    if hasattr(tracker_node, "configure_process"):  # what the node executable's main() does
+        tracker_node.configure_process()
 
     def factory(values):
         from ckd_ros.runtime import open_backend
@@ -187,7 +191,7 @@ def run(args) -> int:
         "processed_fps": len(rows) / args.seconds,
         "pairs_received": counters.get("pairs_received", 0),
         "pairs_processed": counters.get("pairs_processed", 0),
-        "pairs_dropped": counters.get("pairs_dropped", 0),
+        "pairs_dropped": {k[len("dropped."):]: v for k, v in counters.items() if k.startswith("dropped.")},
         "ms": {k: {"p50": pct([r[k] for r in rows if k in r], 50), "p99": pct([r[k] for r in rows if k in r], 99)}
                for k in keys},
     }
