@@ -72,3 +72,31 @@ def tracker_seq():
 
     with np.load(shared_path("fixtures", "ckd_parity", "tracker_seq.npz")) as data:
         return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """Node tests: one rclpy context (own DDS domain, test_node_support.domain_id) per test module."""
+    from test_node_support import make_context, shutdown_context
+
+    context = make_context()
+    yield context
+    shutdown_context(context)
+
+
+@pytest.fixture
+def make_harness(ctx):
+    """Node tests: make_harness(**Harness kwargs) -> a running tracker + client, closed after the test."""
+    from test_node_support import Harness
+
+    made = []
+
+    def make(**kwargs):
+        h = Harness(ctx, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+

@@ -71,11 +71,62 @@ def tiny_checkpoint(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+class Launched:
+    """The launch file run with `includes` (one 'name:=value ...' string per included instance) in its own
+    process group, and a client node spun in a thread. `close()` sends SIGINT and returns the exit code."""
+
+    def __init__(self, tmp_path, includes, client_name: str) -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.tmp_path = tmp_path
+        prefix = make_prefix(tmp_path / "install")
+        launch_file = prefix / "share" / "ckd_ros" / "launch" / "ckd_tracker.launch.py"
+        env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{os.environ.get('AMENT_PREFIX_PATH', '')}",
+                   ROS_DOMAIN_ID=str(domain_id()), PYTHONUNBUFFERED="1")
+        self.log = open(tmp_path / "launch.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCH] + [f"{launch_file} {args}" for args in includes],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.ctx = make_context()
+        self.node = rclpy.create_node(client_name, context=self.ctx)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.ctx)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def call(self, srv_type, name: str, req, timeout: float = 30.0):
+        cli = self.node.create_client(srv_type, name)
+        assert cli.wait_for_service(timeout_sec=60.0), f"{name} never appeared: {_tail(self.tmp_path)}"
+        fut = cli.call_async(req)
+        assert wait_for(fut.done, timeout), f"{name} did not answer"
+        return fut.result()
+
+    def state(self, node: str) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
+
+    def close(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            code = self.proc.wait(10)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        shutdown_context(self.ctx)
+        self.log.close()
+        return code
+
+    def assert_clean(self, code: int) -> None:
+        assert code == 0, f"launch did not shut down cleanly (exit {code}): {_tail(self.tmp_path)}"
+        text = (self.tmp_path / "launch.log").read_text()
+        assert "Traceback" not in text, text[-3000:]
+
+
 def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
-    import rclpy
     from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
-    from rclpy.executors import MultiThreadedExecutor
+    from lifecycle_msgs.srv import ChangeState
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from sensor_msgs.srv import SetCameraInfo
@@ -83,45 +134,23 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
 
     from ckd_ros.frames.ros_image import array_to_image_msg
 
-    prefix = make_prefix(tmp_path / "install")
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     params = tmp_path / "params.yaml"
     params.write_text("/**:\n  ros__parameters:\n"
                       f"    model.checkpoint: \"{ckpt}\"\n    device: cpu\n    tracking.lost_threshold: 0.0\n")
-    launch_file = prefix / "share" / "ckd_ros" / "launch" / "ckd_tracker.launch.py"
     common = f"rgb_topic:=/cam/rgb thermal_topic:=/cam/tir params_file:={params} backend:=torch namespace:=robot"
-    env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{os.environ.get('AMENT_PREFIX_PATH', '')}",
-               ROS_DOMAIN_ID=str(domain_id()), PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "launch.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, f"{launch_file} {common} node_name:=auto",
-         f"{launch_file} {common} node_name:=manual autostart:=false"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ctx = make_context()
-    node = rclpy.create_node("launch_test_client", context=ctx)
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-
-    def call(cli, req, timeout=30.0):
-        assert cli.wait_for_service(timeout_sec=60.0), f"{cli.srv_name} never appeared: {_tail(tmp_path)}"
-        fut = cli.call_async(req)
-        assert wait_for(fut.done, timeout), f"{cli.srv_name} did not answer"
-        return fut.result()
-
-    def state(name):
-        return call(node.create_client(GetState, f"/robot/{name}/get_state"), GetState.Request()).current_state.label
-
+    run = Launched(tmp_path, [f"{common} node_name:=auto", f"{common} node_name:=manual autostart:=false"],
+                   "launch_test_client")
+    node = run.node
     try:
-        assert wait_for(lambda: proc.poll() is None and state("auto") == "active", 60.0), _tail(tmp_path)
-        assert state("manual") == "unconfigured", "autostart:=false must leave the node unconfigured"
-        change = node.create_client(ChangeState, "/robot/manual/change_state")
+        assert wait_for(lambda: run.proc.poll() is None and run.state("/robot/auto") == "active", 60.0), \
+            _tail(tmp_path)
+        assert run.state("/robot/manual") == "unconfigured", "autostart:=false must leave the node unconfigured"
         for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
             req = ChangeState.Request()
             req.transition.id = tid
-            assert call(change, req, 60.0).success, _tail(tmp_path)
-        assert state("manual") == "active"
+            assert run.call(ChangeState, "/robot/manual/change_state", req, 60.0).success, _tail(tmp_path)
+        assert run.state("/robot/manual") == "active"
         # remapped inputs: both trackers subscribe to /cam/rgb and /cam/tir
         assert wait_for(lambda: node.count_subscribers("/cam/rgb") == 2 and node.count_subscribers("/cam/tir") == 2,
                         10.0)
@@ -148,25 +177,50 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
             x, y, w, h = scene.box(k)
             req.camera_info.roi.x_offset, req.camera_info.roi.y_offset = int(x), int(y)
             req.camera_info.roi.width, req.camera_info.roi.height = int(w), int(h)
-            res = call(node.create_client(SetCameraInfo, f"/robot/{name}/set_target"), req)
+            res = run.call(SetCameraInfo, f"/robot/{name}/set_target", req)
             assert res.success, res.status_message
         assert wait_for(lambda: publish() or all(len(v) >= 3 for v in dets.values()), 20.0), \
             {n: len(v) for n, v in dets.items()}
         assert all(d.header.frame_id == "cam_rgb" for v in dets.values() for d in v)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait(10)
-        executor.shutdown()
-        node.destroy_node()
-        shutdown_context(ctx)
-        log.close()
-    assert code == 0, f"launch did not shut down cleanly (exit {code}): {_tail(tmp_path)}"
-    text = (tmp_path / "launch.log").read_text()
-    assert "Traceback" not in text, text[-3000:]
+        code = run.close()
+    run.assert_clean(code)
+
+
+def test_params_file_decides_unless_a_launch_argument_is_given(tmp_path):
+    """autostart / use_sim_time from the params file when not given on the command line; given ones win.
+    Integers written for doubles in the file are accepted and stored as doubles."""
+    from rcl_interfaces.srv import GetParameters
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n    autostart: false\n"
+                      f"    model.checkpoint: \"{ckpt}\"\n    device: cpu\n    backend: torch\n"
+                      "    tracking.lost_threshold: 0\n    thermal.range: [7000, 9000]\n")
+    common = f"params_file:={params} namespace:=pf"
+    run = Launched(tmp_path, [f"{common} node_name:=fromfile",
+                              f"{common} node_name:=given autostart:=true use_sim_time:=false"], "launch_params_client")
+
+    def param_values(node, names):
+        req = GetParameters.Request()
+        req.names = names
+        return run.call(GetParameters, f"{node}/get_parameters", req).values
+
+    try:
+        assert wait_for(lambda: run.proc.poll() is None and run.state("/pf/given") == "active", 60.0), \
+            _tail(tmp_path)
+        time.sleep(1.0)
+        assert run.state("/pf/fromfile") == "unconfigured", "the params file's autostart: false must decide"
+        sim, auto, thr, rng = param_values("/pf/fromfile", ["use_sim_time", "autostart", "tracking.lost_threshold",
+                                                            "thermal.range"])
+        assert sim.bool_value is True and auto.bool_value is False
+        assert thr.type == 3 and thr.double_value == 0.0, "an integer for a double is stored as a double"
+        assert list(rng.double_array_value) == [7000.0, 9000.0]
+        sim, auto = param_values("/pf/given", ["use_sim_time", "autostart"])
+        assert sim.bool_value is False and auto.bool_value is True, "given launch arguments win"
+    finally:
+        code = run.close()
+    run.assert_clean(code)
 
 
 def _tail(tmp_path) -> str:
@@ -174,73 +228,3 @@ def _tail(tmp_path) -> str:
         return "\n--- launch log ---\n" + (tmp_path / "launch.log").read_text()[-3000:]
     except OSError:
         return ""
-
-
-def test_params_file_decides_unless_a_launch_argument_is_given(tmp_path):
-    """autostart / use_sim_time from the params file when not given on the command line; given ones win.
-    Integers written for doubles in the file are accepted and stored as doubles."""
-    import rclpy
-    from lifecycle_msgs.srv import GetState
-    from rcl_interfaces.srv import GetParameters
-    from rclpy.executors import MultiThreadedExecutor
-
-    prefix = make_prefix(tmp_path / "install")
-    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
-    params = tmp_path / "params.yaml"
-    params.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n    autostart: false\n"
-                      f"    model.checkpoint: \"{ckpt}\"\n    device: cpu\n    backend: torch\n"
-                      "    tracking.lost_threshold: 0\n    thermal.range: [7000, 9000]\n")
-    launch_file = prefix / "share" / "ckd_ros" / "launch" / "ckd_tracker.launch.py"
-    env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{os.environ.get('AMENT_PREFIX_PATH', '')}",
-               ROS_DOMAIN_ID=str(domain_id()), PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "launch.log", "w")
-    common = f"params_file:={params} namespace:=pf"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, f"{launch_file} {common} node_name:=fromfile",
-         f"{launch_file} {common} node_name:=given autostart:=true use_sim_time:=false"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ctx = make_context()
-    node = rclpy.create_node("launch_params_client", context=ctx)
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-
-    def call(cli, req, timeout=30.0):
-        assert cli.wait_for_service(timeout_sec=60.0), f"{cli.srv_name} never appeared: {_tail(tmp_path)}"
-        fut = cli.call_async(req)
-        assert wait_for(fut.done, timeout), f"{cli.srv_name} did not answer"
-        return fut.result()
-
-    def state(name):
-        return call(node.create_client(GetState, f"/pf/{name}/get_state"), GetState.Request()).current_state.label
-
-    def param_values(name, names):
-        req = GetParameters.Request()
-        req.names = names
-        return call(node.create_client(GetParameters, f"/pf/{name}/get_parameters"), req).values
-
-    try:
-        assert wait_for(lambda: proc.poll() is None and state("given") == "active", 60.0), _tail(tmp_path)
-        time.sleep(1.0)
-        assert state("fromfile") == "unconfigured", "the params file's autostart: false must decide"
-        sim, auto, thr, rng = param_values("fromfile", ["use_sim_time", "autostart", "tracking.lost_threshold",
-                                                        "thermal.range"])
-        assert sim.bool_value is True and auto.bool_value is False
-        assert thr.type == 3 and thr.double_value == 0.0, "an integer for a double is stored as a double"
-        assert list(rng.double_array_value) == [7000.0, 9000.0]
-        sim, auto = param_values("given", ["use_sim_time", "autostart"])
-        assert sim.bool_value is False and auto.bool_value is True, "given launch arguments win"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait(10)
-        executor.shutdown()
-        node.destroy_node()
-        shutdown_context(ctx)
-        log.close()
-    assert code == 0, f"launch did not shut down cleanly (exit {code}): {_tail(tmp_path)}"
-    assert "Traceback" not in (tmp_path / "launch.log").read_text()

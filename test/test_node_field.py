@@ -9,39 +9,12 @@ import threading
 import time
 
 import pytest
-from test_node_support import Harness, MovingTarget, domain_id, tiny_backend, wait_for
+from test_node_support import Harness, MovingTarget, domain_id, tiny_backend, wait_active, wait_for
 
 pytestmark = pytest.mark.ros
 
 NEVER_LOST = {"tracking.lost_threshold": 0.0}
 STEP = 50_000_000  # 20 Hz stamps
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    from test_node_support import make_context, shutdown_context
-
-    context = make_context()
-    yield context
-    shutdown_context(context)
-
-
-@pytest.fixture
-def make_harness(ctx):
-    made = []
-
-    def make(**kwargs):
-        h = Harness(ctx, **kwargs)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-
-
-def active(h, timeout=30.0):
-    assert wait_for(lambda: h.node.lifecycle_state == "active", timeout), h.node.lifecycle_state
 
 
 def stamp_of(msg) -> int:
@@ -67,7 +40,7 @@ def _pair_split(h, rgb, tir, rgb_stamp, tir_stamp):
 
 def test_zero_stamps_are_tracked_and_named_in_a_warning(make_harness):
     h = make_harness(overrides=NEVER_LOST)
-    active(h)
+    wait_active(h)
     scene = MovingTarget()
     play(h, scene, [(k, 0) for k in range(4)])
     assert wait_for(lambda: len(h.node.cache) >= 1, 5.0)
@@ -83,7 +56,7 @@ def test_zero_stamps_are_tracked_and_named_in_a_warning(make_harness):
 
 def test_reordered_stamps_keep_the_cache_a_real_jump_resets(make_harness):
     h = make_harness(overrides=NEVER_LOST)
-    active(h)
+    wait_active(h)
     scene = MovingTarget()
     base = time.time_ns()
     order = []
@@ -109,7 +82,7 @@ def test_reordered_stamps_keep_the_cache_a_real_jump_resets(make_harness):
 
 def test_diagnostics_never_ok_while_a_target_is_set_and_nothing_is_published(make_harness):
     h = make_harness(overrides=NEVER_LOST)
-    active(h)
+    wait_active(h)
     h.start_tracking()
     time.sleep(0.5)
     h.stop_stream()
@@ -152,7 +125,7 @@ def _late_thermal(h, scene, seconds, latency, tir_shift=0.0):
 
 def test_thermal_delivered_late_pairs_with_defaults_and_short_queue_names_max_delay(make_harness):
     h = make_harness(overrides=NEVER_LOST)
-    active(h)
+    wait_active(h)
     scene = MovingTarget()
     before = h.node.stats.snapshot()["counters"].get("pairs_received", 0)
     sent = _late_thermal(h, scene, 3.0, 0.4)
@@ -169,7 +142,7 @@ def test_thermal_delivered_late_pairs_with_defaults_and_short_queue_names_max_de
 
 def test_clock_offset_is_named_and_thermal_offset_fixes_it(make_harness):
     h = make_harness(overrides=NEVER_LOST)
-    active(h)
+    wait_active(h)
     scene = MovingTarget()
     _late_thermal(h, scene, 3.0, 0.0, tir_shift=3.0)  # the thermal driver's clock is 3 s behind
     values = h.wait_diag(lambda v: "thermal_offset" in v["_message"], 3.0)
@@ -204,7 +177,7 @@ def test_params_file_integers_for_doubles_are_accepted(tmp_path):
                                          "    registration.homography: [1, 0, 0, 0, 1, 0, 0, 0, 1]\n")
     h = Harness(ctx, namespace="/ints")
     try:
-        active(h)
+        wait_active(h)
         node = h.node
         assert node._values["tracking.lost_threshold"] == 0.0 and node.sync.slop_ns == 10**9
         assert tuple(node._settings.normalizer.value_range) == (7000.0, 9000.0)
@@ -250,7 +223,7 @@ def test_two_trackers_side_by_side_in_one_process(ctx):
     rear = Harness(ctx, overrides=NEVER_LOST, namespace="/rear")
     try:
         for h in (front, rear):
-            active(h)
+            wait_active(h)
         assert front.node.get_name() == rear.node.get_name() == "ckd_tracker"
         sc_front = front.start_tracking()
         sc_rear = rear.start_tracking()
@@ -328,7 +301,7 @@ class HangingSearch(FailingTemplate):
 
 def test_backend_failing_in_set_target_answers_at_once_with_the_stage(make_harness):
     h = make_harness(overrides=NEVER_LOST, backend_factory=lambda values: FailingTemplate())
-    active(h)
+    wait_active(h)
     h.stream(MovingTarget(), 20.0)
     assert wait_for(lambda: len(h.node.cache) >= 2, 10.0)
     t0 = time.monotonic()
@@ -346,7 +319,7 @@ def test_services_answer_within_the_timeout_while_the_backend_hangs(make_harness
     h = make_harness(overrides=dict(NEVER_LOST, **{"tracking.service_timeout_s": 1.0}),
                      backend_factory=lambda values: stub)
     try:
-        active(h)
+        wait_active(h)
         scene = MovingTarget()
         h.stream(scene, 20.0)
         assert wait_for(lambda: len(h.node.cache) >= 2, 10.0)
@@ -368,7 +341,7 @@ def test_services_answer_within_the_timeout_while_the_backend_hangs(make_harness
 
 def test_frame_cache_bounded_in_bytes(make_harness):
     h = make_harness(overrides=dict(NEVER_LOST, **{"tracking.init_cache_mb": 1}))
-    active(h)
+    wait_active(h)
     h.stream(MovingTarget(), 20.0)  # 320x256 rgb8 + mono16 = 0.4 MB a pair
     assert wait_for(lambda: h.node.stats.snapshot()["counters"].get("pairs_received", 0) >= 10, 10.0)
     assert len(h.node.cache) <= 2 and h.node.cache.nbytes <= 2**20
@@ -380,7 +353,7 @@ def test_frame_cache_bounded_in_bytes(make_harness):
 
 def test_qos_incompatibility_appears_in_diagnostics(make_harness):
     h = make_harness(overrides={"qos.reliability": "reliable"}, pub_reliability="best_effort")
-    active(h)
+    wait_active(h)
     values = h.wait_diag(lambda v: "incompatible" in v["_message"], 8.0)
     assert values["_level"] == 1, values
     assert "RELIABILITY" in values["_message"] and "qos.reliability" in values["_message"]
@@ -393,7 +366,7 @@ def test_pinned_frame_selectable_long_after_it_left_the_cache(make_harness):
     from sensor_msgs.srv import SetCameraInfo
 
     h = make_harness(overrides=dict(NEVER_LOST, **{"tracking.init_cache_s": 0.5}))
-    active(h)
+    wait_active(h)
     scene = MovingTarget()
     h.stream(scene, 20.0)
     assert wait_for(lambda: len(h.node.cache) >= 5, 10.0)

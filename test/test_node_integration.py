@@ -11,36 +11,11 @@ import re
 import time
 
 import pytest
-from test_node_support import Harness, MovingTarget, make_context, shutdown_context, tiny_factory, wait_for
+from test_node_support import MovingTarget, tiny_factory, wait_active, wait_for
 
 pytestmark = pytest.mark.ros
 
 NEVER_LOST = {"tracking.lost_threshold": 0.0}
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    context = make_context()
-    yield context
-    shutdown_context(context)
-
-
-@pytest.fixture
-def make_harness(ctx):
-    made = []
-
-    def make(**kwargs):
-        h = Harness(ctx, **kwargs)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-
-
-def wait_active(h, timeout=30.0):
-    assert wait_for(lambda: h.node.lifecycle_state == "active", timeout), h.node.lifecycle_state
 
 
 def stamp_of(det_array) -> int:

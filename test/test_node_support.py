@@ -335,3 +335,8 @@ def shutdown_context(ctx) -> None:
     import rclpy
 
     rclpy.try_shutdown(context=ctx)
+
+
+def wait_active(h, timeout: float = 30.0) -> None:
+    assert wait_for(lambda: h.node.lifecycle_state == "active", timeout), h.node.lifecycle_state
+

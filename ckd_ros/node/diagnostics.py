@@ -301,7 +301,10 @@ def make_updater(node, task: str, fill: Callable, callback_group=None):
     except ImportError:
         updater = _FallbackUpdater(node, callback_group=callback_group)
     else:
-        updater = diagnostic_updater.Updater(node, period=1.0)
+        try:  # no anonymous "Node starting up" status: every status carries the hardware_id
+            updater = diagnostic_updater.Updater(node, period=1.0, starting_up_status=None)
+        except TypeError:  # older diagnostic_updater without the argument
+            updater = diagnostic_updater.Updater(node, period=1.0)
     updater.node_name = fqn
     updater.setHardwareID(fqn)
     updater.add(task, fill)

@@ -60,7 +60,7 @@ class TimeSync:
     Stamps are int nanoseconds; times are `clock()` seconds (monotonic).
     """
 
-    def __init__(self, slop_s: float, max_delay_s: float, on_pair: Callable[[FramePair], None],
+    def __init__(self, slop_s: float, max_delay_s: float, on_pair: Callable[[FramePair], None], *,
                  thermal_offset_s: float = 0.0, reorder_window_s: float = 0.5,
                  on_jump: Optional[Callable[[str, int, int], None]] = None,
                  on_stamp_issue: Optional[Callable[[str, str], None]] = None,
@@ -288,7 +288,7 @@ class PairInput:
     `on_qos_event(stream, kind, text)` reports incompatible publishers and lost messages.
     """
 
-    def __init__(self, node, msg_types: Tuple[type, type], topics: Tuple[str, str], qos, sync: TimeSync,
+    def __init__(self, node, *, msg_types: Tuple[type, type], topics: Tuple[str, str], qos, sync: TimeSync,
                  on_arrival: Callable[[str, int], None], on_qos_event: Callable[[str, str, str], None],
                  callback_group=None) -> None:
         self._node = node

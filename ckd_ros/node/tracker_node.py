@@ -75,9 +75,9 @@ class CkdTrackerNode(LifecycleNode):
         v = self._values
         self.cache = FrameCache(v["tracking.init_cache_s"], max_bytes=int(v["tracking.init_cache_mb"] * MB),
                                 pin_s=v["tracking.pin_s"])
-        self.sync = TimeSync(v["sync.slop"], v["sync.max_delay"], self._on_pair, v["sync.thermal_offset"],
-                             v["sync.reorder_window"], on_jump=self._on_stamp_jump,
-                             on_stamp_issue=self.reporter.report)
+        self.sync = TimeSync(v["sync.slop"], v["sync.max_delay"], self._on_pair,
+                             thermal_offset_s=v["sync.thermal_offset"], reorder_window_s=v["sync.reorder_window"],
+                             on_jump=self._on_stamp_jump, on_stamp_issue=self.reporter.report)
         self.result_hooks: List[Callable[[Outcome], None]] = []
 
         self._backend = None
@@ -259,13 +259,14 @@ class CkdTrackerNode(LifecycleNode):
             self.sync.reset()
             self._settings = self._make_settings(values)
             self._worker = TrackingWorker(
-                self._tracker, self.converter, self.cache, self.stats, self.reporter, lambda: self._settings,
-                self._publish_outcome, log_warn=self.get_logger().warning, name=self.get_fully_qualified_name())
+                self._tracker, converter=self.converter, cache=self.cache, stats=self.stats,
+                reporter=self.reporter, settings=lambda: self._settings, on_outcome=self._publish_outcome,
+                log_warn=self.get_logger().warning, name=self.get_fully_qualified_name())
             self._worker.start()
             self._input = PairInput(
-                self, message_types(transports), input_topics(transports),
-                input_qos(values["qos.reliability"], values["qos.depth"]), self.sync, self.stats.arrival,
-                self._on_qos_event, callback_group=self._input_group)
+                self, msg_types=message_types(transports), topics=input_topics(transports),
+                qos=input_qos(values["qos.reliability"], values["qos.depth"]), sync=self.sync,
+                on_arrival=self.stats.arrival, on_qos_event=self._on_qos_event, callback_group=self._input_group)
         except Exception as exc:
             self._error = f"activate failed: {exc}"
             self.get_logger().error(self._error)

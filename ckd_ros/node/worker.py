@@ -104,7 +104,11 @@ class UpdateTracker:
 
 
 class TrackingWorker:
-    def __init__(self, tracker, converter, cache: FrameCache, stats, reporter,
+    """The thread that owns `tracker`. `settings()` returns the current Settings (read per pair),
+    `on_outcome(Outcome)` publishes a result (on this thread), `cache` serves set_target by stamp,
+    `stats`/`reporter` count and report; `name` (the node's fully qualified name) names the thread."""
+
+    def __init__(self, tracker, *, converter, cache: FrameCache, stats, reporter,
                  settings: Callable[[], Settings], on_outcome: Callable[[Outcome], None],
                  log_warn: Callable[[str], None] = print, name: str = "ckd_tracker") -> None:
         self.tracker = tracker
