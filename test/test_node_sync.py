@@ -58,6 +58,8 @@ def test_late_thermal_pairs_every_frame_with_default_max_delay(latency):
     for p in rig.pairs:  # each thermal frame with its nearest RGB frame
         assert abs(p.rgb_stamp_ns - p.thermal_stamp_ns) <= 17_000_000
     assert explain_pairing(rig.sync.diagnose(), 0.03, 0.5) is None
+    d = rig.sync.diagnose(full=True)
+    assert d["pair_ratio"] > 0.9 and d["stamp_match"] > 0.8 and abs(d["arrival_delay_s"] - latency) < 0.03
 
 
 def test_queue_too_short_is_told_apart_and_names_max_delay():

@@ -211,8 +211,9 @@ class TimeSync:
             return len(self._queues["rgb"]), len(self._queues["thermal"])
 
     # ---- diagnosis -----------------------------------------------------------------------------------
-    def diagnose(self) -> Dict[str, Optional[float]]:
-        """What recent arrivals say about pairing (thermal relative to RGB).
+    def diagnose(self, full: bool = False) -> Dict[str, Optional[float]]:
+        """What recent arrivals say about pairing (thermal relative to RGB); the stamp figures only
+        when few pairs form (or `full`).
 
         - `pair_ratio`: pairs per message of the slower stream over the last WINDOW_S (None: no data);
         - `stamp_match`: fraction of recent thermal messages with an RGB stamp within slop;
@@ -232,6 +233,8 @@ class TimeSync:
         if not rgb or not tir:
             return out
         out["pair_ratio"] = pairs / max(min(len(rgb), len(tir)), 1)
+        if out["pair_ratio"] >= 0.5 and not full:
+            return out  # pairing works: skip the O(n^2) stamp analysis (called once a second)
         delays, offsets, matched = [], [], 0
         for key, arr in tir:
             k_best = min(rgb, key=lambda e: abs(e[0] - key))

@@ -228,6 +228,9 @@ def make_tracker_params(values: Dict[str, Any]) -> TrackerParams:
     return params
 
 
+BUILDERS = {SETTINGS: (make_normalizer, make_registration), TRACKER: (make_tracker_params,)}
+
+
 def stream_transports(values: Dict[str, Any]) -> Tuple[str, str]:
     """(rgb, thermal) transport: the per-stream parameter, else `transport`."""
     return (values["transport.rgb"] or values["transport"], values["transport.thermal"] or values["transport"])
@@ -300,18 +303,16 @@ def validate(changes: Dict[str, Any], current: Dict[str, Any], lifecycle: str = 
         return "; ".join(problems)
     merged = dict(current)
     merged.update(coerced)
-    touched = set(coerced)
-    checks = (
-        ({"thermal.normalization", "thermal.percentiles", "thermal.range", "thermal.invert"}, make_normalizer),
-        ({"registration.homography"}, make_registration),
-        ({"tracking.lost_threshold", "tracking.lost_frames"}, make_tracker_params),
-    )
-    for names, build in checks:
-        if touched & names:
+    # the objects a change rebuilds are built once here, so the library's own checks speak
+    for group, builders in BUILDERS.items():
+        touched = sorted(n for n in coerced if group in SPEC_BY_NAME[n].rebuilds)
+        if not touched:
+            continue
+        for build in builders:
             try:
                 build(merged)
             except (ValueError, ParameterError) as exc:
-                problems.append(f"{'/'.join(sorted(touched & names))}: {exc}")
+                problems.append(f"{'/'.join(touched)}: {exc}")
     return "; ".join(problems) or None
 
 

@@ -160,8 +160,7 @@ class CkdTrackerNode(LifecycleNode):
         values = self._values
         if self._settings is not None and params.names_rebuilding(names, params.SETTINGS):
             self._settings = self._make_settings(values)  # one atomic swap the worker picks up per pair
-            if "registration.homography" in names:
-                self._update_tracker(registration=self._settings.registration)
+            self._update_tracker(registration=self._settings.registration)
         if self._tracker is not None and params.names_rebuilding(names, params.TRACKER):
             self._update_tracker(params=params.make_tracker_params(values))
         if params.names_rebuilding(names, params.SYNC):
