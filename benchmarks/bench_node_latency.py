@@ -11,6 +11,10 @@ joined by stamp afterwards.
         --width 640 --height 512 --rate 30 --seconds 30 --backend onnxruntime --preset demo_small'
 
 Random weights (the box values do not matter for latency); `--checkpoint` uses a real model instead.
+`--null-network` replays the maps of one real inference instead of running the network: what is
+left is the node's own cost. `node_cpu_ms_per_pair` (CPU time of the whole node process over the
+measured window, per received pair) does not depend on how busy the machine is, unlike the
+wall-clock stages.
 """
 from __future__ import annotations
 
@@ -96,7 +100,32 @@ def run(args) -> int:
     if hasattr(tracker_node, "configure_process"):  # what the node executable's main() does
         tracker_node.configure_process()
 
+    class NullNetwork:
+        """The real backend for the template; every search returns the maps of its first inference."""
+
+        def __init__(self, inner) -> None:
+            self._inner, self._maps = inner, None
+            self.name, self.config = f"{inner.name}+null", getattr(inner, "config", None)
+
+        def set_template(self, z_rgb, z_tir):
+            self._inner.set_template(z_rgb, z_tir)
+
+        def infer_search(self, x_rgb, x_tir):
+            if self._maps is None:
+                self._maps = self._inner.infer_search(x_rgb, x_tir)
+            return self._maps
+
+        def describe(self):
+            return f"{self._inner.describe()} (null network: first maps replayed)"
+
+        def close(self):
+            self._inner.close()
+
     def factory(values):
+        backend = open_any(values)
+        return NullNetwork(backend) if args.null_network else backend
+
+    def open_any(values):
         from ckd_ros.runtime import open_backend
 
         if args.checkpoint:
@@ -154,8 +183,10 @@ def run(args) -> int:
     req.camera_info.roi.width, req.camera_info.roi.height = w, h
     res = client.call(req) if client.wait_for_service(timeout_sec=10) else None
     print(f"set_target: {res.success if res else None} {res.status_message if res else ''}")
+    time.sleep(args.warmup)
+    cpu0, pairs0 = time.process_time(), node.stats.snapshot()["counters"].get("pairs_received", 0)
     cam.wait()
-    snap = node.stats.snapshot()
+    cpu1, snap = time.process_time(), node.stats.snapshot()
     node.teardown()
     executor.shutdown()
     spin.join(5.0)
@@ -190,6 +221,7 @@ def run(args) -> int:
         "frames_measured": len(rows),
         "processed_fps": len(rows) / args.seconds,
         "pairs_received": counters.get("pairs_received", 0),
+        "node_cpu_ms_per_pair": (cpu1 - cpu0) * 1e3 / max(counters.get("pairs_received", 0) - pairs0, 1),
         "pairs_processed": counters.get("pairs_processed", 0),
         "pairs_dropped": {k[len("dropped."):]: v for k, v in counters.items() if k.startswith("dropped.")},
         "ms": {k: {"p50": pct([r[k] for r in rows if k in r], 50), "p99": pct([r[k] for r in rows if k in r], 99)}
@@ -213,6 +245,7 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt", "auto"))
     p.add_argument("--preset", default="demo_small")
     p.add_argument("--checkpoint", default=None)
+    p.add_argument("--null-network", action="store_true", help="replay one inference's maps: the node's own cost")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
