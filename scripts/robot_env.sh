@@ -27,7 +27,9 @@ fi
 echo "robot_env: creating $VENV with Python $1" >&2
 rm -rf "$VENV"
 PYENV_VERSION=$PYENV_V "$PY" -m venv "$VENV"
-X
+# `python -m pip` (some Pythons' venvs have no bin/pip), run outside the repo: its setup.cfg would
+# otherwise move the venv's scripts to lib/ckd_ros (distutils config).
+pip_() { (cd "$VENV" && "$VENV/bin/python" -m pip "$@"); }
 pip_ install --quiet --only-binary=:all: -r "$REQ/ci/$APT.txt" >&2
 pip_ install --quiet --only-binary=:all: -r "$REQ/robot.txt" -c "$REQ/ros-constraints.txt" >&2
 pip_ install --quiet --only-binary=:all: -r "$REQ/ci/pytest.txt" >&2
