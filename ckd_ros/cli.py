@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-
 from typing import List, Optional
 
 from ckd_ros.errors import CKDError, DependencyError

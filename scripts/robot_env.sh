@@ -22,7 +22,7 @@ fi
 PY="${CKD_PYTHON_ROBOT:-python$1}"
 if ! PYENV_VERSION=$PYENV_V "$PY" -c "import sys; assert sys.version_info[:2] == tuple(map(int, '$1'.split('.')))" \
     2>/dev/null; then
-  echo "robot_env: Python $1 not found (pyenv install $PYENV_V, or set CKD_PYTHON_ROBOT)" >&2; exit 1
+  echo "robot_env: Python $1 not found (pyenv install $PYENV_V, or set CKD_PYTHON_ROBOT)" >&2; exit 3
 fi
 echo "robot_env: creating $VENV with Python $1" >&2
 rm -rf "$VENV"

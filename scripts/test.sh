@@ -45,7 +45,10 @@ fi
 robot_job() {
   local ver="$1" venv seq
   job "robot Python $ver: runtime tests + ckd track --onnx (no torch; numpy/OpenCV of the robot)"
-  venv="$(bash scripts/robot_env.sh "$ver" | tail -1)"
+  local rc=0
+  venv="$(bash scripts/robot_env.sh "$ver" | tail -1)" || rc=$?
+  if [ "$rc" = 3 ] && [ -z "${CI:-}" ]; then echo "   skipped: no Python $ver here (CI runs it)"; return 0; fi
+  [ "$rc" = 0 ] || return "$rc"
   ( unset PYTHONPATH AMENT_PREFIX_PATH LD_LIBRARY_PATH
     export PYTHONPATH="$ROOT" OMP_NUM_THREADS=1
     "$venv/bin/python" -c 'import importlib.util as u; assert u.find_spec("torch") is None, "torch in the robot venv"'

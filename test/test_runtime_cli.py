@@ -25,10 +25,13 @@ def test_export_writes_onnx_and_sidecar_and_verifies(tmp_path, capsys):
     assert "ONNX Runtime vs PyTorch max abs error" in captured.err
 
 
+TORCH = pytest.mark.torch  # export needs torch (not in the robot-Python jobs)
+
+
 @pytest.mark.parametrize("argv, message", [
-    pytest.param(["export", "/nonexistent/x.pth", "-o", "y.onnx"], "checkpoint not found", marks=pytest.mark.torch),
-    pytest.param(["export", "CKPT", "-o", "y.onnx", "--preset", "vitb9000"], "unknown model preset", marks=pytest.mark.torch),
-    pytest.param(["export", "CKPT", "-o", "y.onnx", "--config", "{not json"], "--config", marks=pytest.mark.torch),
+    pytest.param(["export", "/nonexistent/x.pth", "-o", "y.onnx"], "checkpoint not found", marks=TORCH),
+    pytest.param(["export", "CKPT", "-o", "y.onnx", "--preset", "vitb9000"], "unknown model preset", marks=TORCH),
+    pytest.param(["export", "CKPT", "-o", "y.onnx", "--config", "{not json"], "--config", marks=TORCH),
     (["build-engine"], "exactly one of --onnx or --checkpoint"),
     (["build-engine", "--onnx", "/nonexistent.onnx"], "not found"),
     (["bench", "--iters", "0"], "--iters"),
