@@ -58,15 +58,22 @@ robot_job() {
     "$venv/bin/python" -m ckd_ros.synthetic.dataset "$seq/data" --sequences 1 --frames 20 --size 320 256 >/dev/null
     "$venv/bin/python" -m ckd_ros.cli track --onnx engines/demo_small.onnx --backend onnxruntime --quiet \
       --sequence "$seq"/data/syn*/ --out "$seq/boxes.txt"
-    "$venv/bin/python" - "$seq/boxes.txt" <<'PY'
+    # the same sequence through the dev venv (numpy 2, newest OpenCV): the robot's boxes must agree
+    "$ROOT/.venv/bin/python" -m ckd_ros.cli track --onnx engines/demo_small.onnx --backend onnxruntime --quiet \
+      --sequence "$seq"/data/syn*/ --out "$seq/boxes_dev.txt" >/dev/null
+    "$venv/bin/python" - "$seq/boxes.txt" "$seq/boxes_dev.txt" <<'PY'
 import sys
 
+import cv2
 import numpy as np
 
-text = open(sys.argv[1]).read().replace(",", " ")
-boxes = np.loadtxt(text.splitlines(), ndmin=2)
-assert boxes.shape == (20, 4) and np.isfinite(boxes).all() and (boxes[:, 2:] > 0).all(), boxes
-print(f"   ckd track --onnx: {len(boxes)} boxes, numpy {np.__version__}")
+robot, dev = (np.loadtxt(open(p).read().replace(",", " ").splitlines(), ndmin=2) for p in sys.argv[1:])
+assert robot.shape == (20, 4) and np.isfinite(robot).all() and (robot[:, 2:] > 0).all(), robot
+diff = float(np.abs(robot - dev).max())
+# result files hold 4 decimals: one rounding step apart at most
+assert diff <= 2e-4, f"boxes differ from the dev venv's by {diff} px"
+print(f"   ckd track --onnx: {len(robot)} boxes (numpy {np.__version__}, OpenCV {cv2.__version__}); "
+      f"max |robot - dev venv| = {diff:.4f} px")
 PY
     "$venv/bin/python" -m ckd_ros.cli --help >/dev/null )
   done_job "robot $ver"
