@@ -52,6 +52,13 @@ robot_job() {
   ( unset PYTHONPATH AMENT_PREFIX_PATH LD_LIBRARY_PATH
     export PYTHONPATH="$ROOT" OMP_NUM_THREADS=1
     "$venv/bin/python" -c 'import importlib.util as u; assert u.find_spec("torch") is None, "torch in the robot venv"'
+    # every robot-side module compiles with this Python (node/ too: its tests need rclpy, not here)
+    "$venv/bin/python" -c 'import pathlib, sys
+files = [p for d in ("frames", "tracking", "runtime", "node", "eval") for p in pathlib.Path("ckd_ros", d).rglob("*.py")]
+files += list(pathlib.Path("ckd_ros").glob("*.py"))
+for p in files:
+    compile(p.read_text(encoding="utf-8"), str(p), "exec", dont_inherit=True)
+print(f"   {len(files)} runtime modules compile on Python {sys.version.split()[0]}")'
     "$venv/bin/python" -m pytest -p no:cacheprovider -q -m "not ros and not gpu and not torch"
     seq="$(mktemp -d /tmp/ckd_robot.XXXXXX)"
     trap 'rm -rf "$seq"' EXIT
