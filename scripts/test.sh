@@ -59,7 +59,8 @@ files += list(pathlib.Path("ckd_ros").glob("*.py"))
 for p in files:
     compile(p.read_text(encoding="utf-8"), str(p), "exec", dont_inherit=True)
 print(f"   {len(files)} runtime modules compile on Python {sys.version.split()[0]}")'
-    "$venv/bin/python" -m pytest -p no:cacheprovider -q -m "not ros and not gpu and not torch"
+    "$venv/bin/python" -m pytest -p no:cacheprovider -q -m "not ros and not gpu and not torch" \
+      -W ignore::DeprecationWarning  # old pyparsing/packaging of the robot Pythons
     seq="$(mktemp -d /tmp/ckd_robot.XXXXXX)"
     trap 'rm -rf "$seq"' EXIT
     "$venv/bin/python" -m ckd_ros.synthetic.dataset "$seq/data" --sequences 1 --frames 20 --size 320 256 >/dev/null
