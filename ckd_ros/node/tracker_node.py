@@ -528,6 +528,11 @@ def configure_process() -> None:
 
 
 def main(args=None) -> int:
+    from ckd_ros.node import handle_help
+
+    handle_help("ckd_tracker", "CKD RGB-thermal tracker lifecycle node. Parameters: config/ckd_tracker.yaml "
+                "(--ros-args --params-file FILE); usually started with `ros2 launch ckd_ros ckd_tracker.launch.py`.",
+                args)
     configure_process()
     rclpy.init(args=args)
     node = None
