@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPEND_TAGS = ("depend", "build_depend", "buildtool_depend", "build_export_depend", "exec_depend",
                "test_depend", "doc_depend", "buildtool_export_depend")
 # What a robot needs to run the node and `ckd track`/`ckd eval --json`: never in a skip set.
-RUNTIME_KEYS = {"rclpy", "lifecycle_msgs", "message_filters", "sensor_msgs", "vision_msgs", "std_srvs",
+RUNTIME_KEYS = {"rclpy", "lifecycle_msgs", "diagnostic_updater", "sensor_msgs", "vision_msgs", "std_srvs",
                 "diagnostic_msgs", "launch", "launch_ros", "python3-numpy", "python3-opencv", "python3-yaml"}
 
 
