@@ -5,6 +5,7 @@ showing in /diagnostics (QoS incompatibility, drop reasons, pinned frames for th
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -396,3 +397,32 @@ def test_node_module_imports_no_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+class NaNMaps(FailingTemplate):
+    """Template fine; every search returns NaN maps (an fp16 engine that overflowed)."""
+
+    def set_template(self, z_rgb, z_tir):
+        self._inner.set_template(z_rgb, z_tir)
+
+    def infer_search(self, x_rgb, x_tir):
+        import numpy as np
+
+        maps = self._inner.infer_search(x_rgb, x_tir)
+        return {k: np.full_like(v, np.nan) for k, v in maps.items()}
+
+
+def test_nonfinite_network_outputs_counted_and_warned(make_harness):
+    import dataclasses
+
+    from ckd_ros.tracking.tracker import TrackResult
+
+    if "nonfinite" not in {f.name for f in dataclasses.fields(TrackResult)}:
+        pytest.skip("this tracker has no non-finite output guard yet (TrackResult.nonfinite)")
+    h = make_harness(overrides=NEVER_LOST, backend_factory=lambda values: NaNMaps())
+    wait_active(h)
+    scene = h.start_tracking()
+    assert scene is not None
+    values = h.wait_diag(lambda v: int(v.get("errors.nonfinite_outputs", 0)) >= 3, 10.0)
+    assert int(values["errors.nonfinite_outputs"]) >= 3 and "NaN/inf maps" in values["_message"]
+    assert all(math.isfinite(d.detections[0].bbox.size_x) for d in h.dets_since(0) if d.detections)

@@ -503,9 +503,6 @@ class CkdTrackerNode(LifecycleNode):
             extra[f"sync.dropped.{reason}"] = str(n)
         for event, n in sorted(self.sync.stamp_events.items()):
             extra[f"stamps.{event}"] = str(n)
-        nonfinite = getattr(self._tracker, "nonfinite_outputs", None)
-        if nonfinite is not None:
-            extra["errors.nonfinite_outputs"] = str(nonfinite)
         worker = self._worker
         if worker is not None and worker.busy_since is not None:
             extra["worker_busy_s"] = f"{time.monotonic() - worker.busy_since:.2f}"

@@ -264,6 +264,10 @@ class TrackingWorker:
                 raise PairError("tracker_input", "tracker_input", f"tracker rejected the pair: {exc}") from None
             except RuntimeError as exc:
                 raise PairError("inference", "inference", f"inference failed: {exc}") from None
+            if getattr(result, "nonfinite", False):  # the tracker held the last good box
+                self.stats.error("nonfinite_outputs")
+                self.reporter.report("nonfinite_outputs", "the network returned NaN/inf maps (an overflowing fp16 "
+                                     "engine?): the box is held at the last good one; try precision fp32")
             for stage, ms in result.timing_ms.items():
                 timings[stage] = timings.get(stage, 0.0) + ms
             state, box, score = result.state, np.asarray(result.box_xywh, dtype=np.float64), result.score
