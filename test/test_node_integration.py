@@ -266,15 +266,24 @@ def test_overlays_only_while_subscribed(make_harness):
     assert len(got["rgb"]) == n, "debug.overlay=false must stop the overlays at runtime"
 
 
-def test_compressed_transport(make_harness):
+@pytest.mark.parametrize("params,rgb_compressed,tir_compressed", [
+    ({"transport": "compressed"}, True, True),
+    ({"transport.rgb": "compressed"}, True, False),  # a common rig: compressed RGB, raw thermal
+    ({"transport": "compressed", "transport.thermal": "raw"}, True, False),
+    ({"transport.thermal": "compressed"}, False, True),
+])
+def test_compressed_transport_per_stream(make_harness, params, rgb_compressed, tir_compressed):
     import cv2
-    from sensor_msgs.msg import CompressedImage
+    from sensor_msgs.msg import CompressedImage, Image
 
-    h = make_harness(overrides=dict(NEVER_LOST, transport="compressed"))
+    from ckd_ros.frames.ros_image import array_to_image_msg
+
+    h = make_harness(overrides=dict(NEVER_LOST, **params))
     wait_active(h)
-    assert wait_for(lambda: h.client.count_subscribers("/rgb/image/compressed") == 1
-                    and h.client.count_subscribers("/thermal/image/compressed") == 1, 5.0)
-    pubs = [h.client.create_publisher(CompressedImage, f"/{s}/image/compressed", 5) for s in ("rgb", "thermal")]
+    topics = [f"/{s}/image" + ("/compressed" if c else "") for s, c in (("rgb", rgb_compressed),
+                                                                        ("thermal", tir_compressed))]
+    assert wait_for(lambda: all(h.client.count_subscribers(t) == 1 for t in topics), 5.0)
+    pubs = [h.client.create_publisher(CompressedImage if "/compressed" in t else Image, t, 5) for t in topics]
     scene = MovingTarget()
     sent = []
 
@@ -282,12 +291,17 @@ def test_compressed_transport(make_harness):
         k = len(sent)
         rgb, tir = scene.frame(k)
         stamp = time.time_ns()
-        for pub, img, fmt, frame in ((pubs[0], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ".jpg", "camera_rgb"),
-                                     (pubs[1], tir, ".png", "camera_thermal")):
-            msg = CompressedImage(format=fmt[1:])
-            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
-            msg.header.frame_id = frame
-            msg.data = cv2.imencode(fmt, img)[1].tobytes()
+        for pub, topic, img, fmt, frame, enc in (
+                (pubs[0], topics[0], rgb, ".jpg", "camera_rgb", "rgb8"),
+                (pubs[1], topics[1], tir, ".png", "camera_thermal", "mono16")):
+            if topic.endswith("/compressed"):
+                msg = CompressedImage(format=fmt[1:])
+                msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+                msg.header.frame_id = frame
+                bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+                msg.data = cv2.imencode(fmt, bgr)[1].tobytes()
+            else:
+                msg = array_to_image_msg(img, enc, stamp_ns=stamp, frame_id=frame)
             pub.publish(msg)
         sent.append((stamp, k))
         return False
