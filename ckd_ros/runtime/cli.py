@@ -68,7 +68,7 @@ def cmd_build_engine(args) -> int:
     for label, path in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint)):
         if path is not None and not os.path.isfile(path):
             raise CKDError(f"{label} file not found: {path}")
-    cache = ArtifactCache(args.cache_dir)
+    cache = ArtifactCache(args.cache_dir, log=_log)
     onnx_path = args.onnx
     if onnx_path is None:
         onnx_path, _ = ensure_onnx(cache, checkpoint=args.checkpoint, config=_config_arg(args), log=_log)

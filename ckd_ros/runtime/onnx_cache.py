@@ -10,8 +10,9 @@ import json
 import pathlib
 from typing import Optional, Tuple
 
+from ckd_ros.fileio import atomic_write_text
 from ckd_ros.hashing import file_sha256
-from ckd_ros.runtime.cache import ArtifactCache, as_log, atomic_path, key_digest
+from ckd_ros.runtime.cache import ArtifactCache, as_log, key_digest
 
 
 def model_sha256(model) -> str:
@@ -53,8 +54,7 @@ def ensure_onnx(cache: ArtifactCache, *, checkpoint=None, model=None, config=Non
 
     path, action = cache.ensure(path, key, produce, what="ONNX export", log=log)
     if "meta" in produced:  # the export's own sidecar, so readers need not parse the big protobuf
-        with atomic_path(export.sidecar_path(path)) as tmp:
-            tmp.write_text(json.dumps(produced["meta"], indent=1, sort_keys=True))
+        atomic_write_text(export.sidecar_path(path), json.dumps(produced["meta"], indent=1, sort_keys=True))
     return path, action
 
 
