@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from ckd_ros.model.checkpoint import STUDENT_PREFIXES
 from ckd_ros.model.config import CKDConfig
 from ckd_ros.model.head import CenterPredictor, decode_boxes
 from ckd_ros.model.student import CKDStudent, fuse_search_features
@@ -18,7 +19,6 @@ from ckd_ros.model.vit import ViTBranch, lockstep_forward
 
 TEACHERS = ("teacher_rgb", "teacher_tir")
 STUDENTS = ("rgb_branch", "tir_branch")
-STUDENT_PREFIXES = ("rgb_branch.", "tir_branch.", "box_head.")
 
 
 class _Unmasked:
