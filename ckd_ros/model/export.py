@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CKDError, unreadable_onnx
 
 INPUT_NAMES = ("z_rgb", "z_tir", "x_rgb", "x_tir")  # = ckd_ros.runtime.base.INPUT_NAMES
 OUTPUT_NAMES = ("score_map", "size_map", "offset_map")  # = ckd_ros.runtime.base.OUTPUT_NAMES
@@ -191,7 +191,10 @@ def read_metadata(onnx_path) -> Dict:
             pass
     import onnx
 
-    proto = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # google.protobuf DecodeError, onnx errors
+        raise unreadable_onnx(onnx_path, type(exc).__name__) from exc
     for prop in proto.metadata_props:
         if prop.key == METADATA_KEY:
             return json.loads(prop.value)

@@ -1,4 +1,4 @@
-"""`ckd export`, `ckd build-engine`, `ckd latency` (formerly `ckd bench`): thin argument handling over the runtime library."""
+"""`ckd export`, `ckd build-engine`, `ckd latency` (was `ckd bench`): thin argument handling over the runtime."""
 from __future__ import annotations
 
 import argparse

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ckd_ros.fileio import atomic_write_text
 from ckd_ros.hashing import file_sha256
-from ckd_ros.runtime.cache import ArtifactCache, as_log, key_digest
+from ckd_ros.runtime.cache import ArtifactCache, as_log, check_artifact, key_digest
 
 
 def model_sha256(model) -> str:
@@ -41,10 +41,14 @@ def ensure_onnx(cache: ArtifactCache, *, checkpoint=None, model=None, config=Non
            "opset": int(opset), "format": export.FORMAT}
     path = cache.path("onnx", f"{stem}-{source_sha[:12]}-{key_digest(key)[:8]}-op{opset}.onnx")
     produced = {}
+    if model is None and not check_artifact(path, key)[0]:
+        from ckd_ros.model import load_checkpoint
+
+        model = load_checkpoint(checkpoint, config)  # a bad checkpoint fails before "building ..." is logged
 
     def produce(tmp: pathlib.Path) -> None:
         m = model
-        if m is None:
+        if m is None:  # another process removed the cached export meanwhile
             from ckd_ros.model import load_checkpoint
 
             m = load_checkpoint(checkpoint, config)
