@@ -188,8 +188,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
         command = args.command
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"ckd {command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command that saved its work says where, in the message
+        detail = _first_line(exc, limit=2000) if str(exc) else ""
+        print(f"ckd {command}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     except SystemExit:
         raise  # argparse --help / usage errors (already one line)
