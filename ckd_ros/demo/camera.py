@@ -10,7 +10,6 @@ accordingly. Frame t of the stream is frame t of `SyntheticScene(seed, size, sce
 from __future__ import annotations
 
 import sys
-import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -65,7 +64,6 @@ class SyntheticCamera(Node):
         self.rgb_pub = self.create_publisher(Image, "rgb/image", qos)
         self.tir_pub = self.create_publisher(Image, "thermal/image", qos)
         self.gt_pub = self.create_publisher(Detection2DArray, "~/ground_truth", 10)
-        self.render_s = 0.0
         self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         rig = "aligned" if is_identity(self.thermal_to_rgb) else \
             "thermal->RGB homography " + ",".join(f"{v:g}" for v in self.thermal_to_rgb.ravel())
@@ -77,7 +75,6 @@ class SyntheticCamera(Node):
     def _tick(self) -> None:
         if self.remaining == 0:
             return
-        t0 = time.perf_counter()
         rgb, tir, box = self.scene.frame(self.t)
         tir = thermal_view(tir, self.thermal_to_rgb)
         stamp = self.get_clock().now().to_msg()
@@ -88,7 +85,6 @@ class SyntheticCamera(Node):
         self.rgb_pub.publish(rgb_msg)
         self.tir_pub.publish(tir_msg)
         self.gt_pub.publish(build_detections(rgb_msg.header, box, 1.0, self.label, str(self.t)))
-        self.render_s = time.perf_counter() - t0
         self.t += 1
         if self.remaining > 0:
             self.remaining -= 1

@@ -132,16 +132,6 @@ def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_out
     return meta
 
 
-def export_checkpoint(checkpoint, path, *, config=None, opset: int = DEFAULT_OPSET,
-                      debug_outputs: bool = False, write_sidecar: bool = True, log=None) -> Dict:
-    from ckd_ros.hashing import file_sha256
-    from ckd_ros.model.checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint, config)
-    return export_onnx(model, path, opset=opset, debug_outputs=debug_outputs, checkpoint=checkpoint,
-                       checkpoint_sha256=file_sha256(checkpoint), write_sidecar=write_sidecar, log=log)
-
-
 def check_graph(proto, opset: Optional[int] = None) -> List[str]:
     """Deployment rules: requested opset, no data-dependent ops, TopK with a constant K < 3840,
     static input/output shapes. Returns the list of violations (empty = fine)."""

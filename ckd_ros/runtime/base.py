@@ -43,9 +43,10 @@ class Backend:
         ((x/255 - mean) / std, ckd-spec §2.4); the thermal crops are the 8-bit thermal image replicated
         to three channels and normalised the same way.
         Returns {"score_map": (1, 1, F, F), "size_map": (1, 2, F, F), "offset_map": (1, 2, F, F)} numpy
-        float32, F = S / patch_size (16): centre score after sigmoid in [0, 1], box width/height as a
-        fraction of the search crop, sub-cell offset in cells (CENTER head, ckd-spec §1.5; decoding and
-        the Hann window live in tracking/). Maps may hold NaN/Inf (e.g. an FP16 overflow): callers check.
+        float32, F = S / patch_size (16): centre score (sigmoid, clamped to [1e-4, 1-1e-4]), box
+        width/height (sigmoid) as a fraction of the search crop, sub-cell offset in cells (CENTER head,
+        ckd-spec §1.5; decoding and the Hann window live in tracking/). Maps may hold NaN/Inf (e.g. an
+        FP16 overflow): callers check.
         Raises CKDError (BackendError) for a closed backend, wrong input shapes or a failed inference.
         """
         raise NotImplementedError
