@@ -184,6 +184,8 @@ class ArtifactCache:
     """Build-once store. `produce(tmp_path)` must write the artifact to tmp_path."""
 
     def __init__(self, root: Optional[PathLike] = None, lock_timeout_s: float = 3600.0, log=None):
+        """`root`: the cache directory (None: $CKD_CACHE_DIR or the user cache dir, see resolve_cache_dir);
+        `log`: a logger whose `.warning` receives the one-line fallback note (else Python logging)."""
         self._requested = root
         self._root: Optional[pathlib.Path] = None
         self._log = log

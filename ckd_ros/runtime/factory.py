@@ -97,7 +97,7 @@ def open_backend(kind: str = "auto", *, checkpoint=None, onnx=None, preset=None,
     cfg = resolve_config(config, preset, onnx if model is None and checkpoint is None else None, checkpoint)
     if model is not None and cfg is None:
         cfg = model.config
-    cache = ArtifactCache(cache_dir, log=logf)
+    cache = ArtifactCache(cache_dir, log=log)  # a logger's .warning gets the cache fallback note
     reason = f"requested {kind}"
     if kind == "auto":
         from ckd_ros.runtime.gpu import probe_gpu
