@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ckd_ros.errors import CKDError, unreadable_onnx
+from ckd_ros.fileio import atomic_path, atomic_write_text
 
 INPUT_NAMES = ("z_rgb", "z_tir", "x_rgb", "x_tir")  # = ckd_ros.runtime.base.INPUT_NAMES
 OUTPUT_NAMES = ("score_map", "size_map", "offset_map")  # = ckd_ros.runtime.base.OUTPUT_NAMES
@@ -87,47 +88,48 @@ def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_out
 
     log = log or (lambda msg: None)
     config = model.config
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names_out = list(OUTPUT_NAMES) + (debug_output_names(config) if debug_outputs else [])
-    was_training = model.training
-    model.eval()
-    t0 = time.monotonic()
-    try:
-        with torch.no_grad(), _quiet_exporter():
-            torch.onnx.export(_ExportWrapper(model, debug_outputs), example_inputs(config), str(path),
-                              dynamo=False, opset_version=int(opset), do_constant_folding=True,
-                              input_names=list(INPUT_NAMES), output_names=names_out)
-    finally:
-        model.train(was_training)
-    proto = onnx.load(str(path))
-    problems = check_graph(proto, opset)
-    if problems:
-        raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
-    if checkpoint is not None and checkpoint_sha256 is None:
-        from ckd_ros.hashing import file_sha256
+    final = pathlib.Path(path)
+    with atomic_path(final) as path:  # an interrupted export never leaves a truncated .onnx behind
+        names_out = list(OUTPUT_NAMES) + (debug_output_names(config) if debug_outputs else [])
+        was_training = model.training
+        model.eval()
+        t0 = time.monotonic()
+        try:
+            with torch.no_grad(), _quiet_exporter():
+                torch.onnx.export(_ExportWrapper(model, debug_outputs), example_inputs(config), str(path),
+                                  dynamo=False, opset_version=int(opset), do_constant_folding=True,
+                                  input_names=list(INPUT_NAMES), output_names=names_out)
+        finally:
+            model.train(was_training)
+        proto = onnx.load(str(path))
+        problems = check_graph(proto, opset)
+        if problems:
+            raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
+        if checkpoint is not None and checkpoint_sha256 is None:
+            from ckd_ros.hashing import file_sha256
 
-        checkpoint_sha256 = file_sha256(checkpoint)
-    meta = {
-        "format": FORMAT,
-        "config": config.to_dict(),
-        "checkpoint": {"path": str(checkpoint) if checkpoint else None, "sha256": checkpoint_sha256},
-        "opset": int(opset),
-        "inputs": {n: io_shapes(config)[n] for n in INPUT_NAMES},
-        "outputs": {n: io_shapes(config)[n] for n in OUTPUT_NAMES},
-        "debug_outputs": debug_output_names(config) if debug_outputs else [],
-        "keep_counts": list(config.keep_counts),
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "mode": "torchscript (dynamo=False)",
-                     "ckd_ros": _ckd_version()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
-    proto.producer_name = "ckd_ros"
-    onnx.save(proto, str(path))
+            checkpoint_sha256 = file_sha256(checkpoint)
+        meta = {
+            "format": FORMAT,
+            "config": config.to_dict(),
+            "checkpoint": {"path": str(checkpoint) if checkpoint else None, "sha256": checkpoint_sha256},
+            "opset": int(opset),
+            "inputs": {n: io_shapes(config)[n] for n in INPUT_NAMES},
+            "outputs": {n: io_shapes(config)[n] for n in OUTPUT_NAMES},
+            "debug_outputs": debug_output_names(config) if debug_outputs else [],
+            "keep_counts": list(config.keep_counts),
+            "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "mode": "torchscript (dynamo=False)",
+                         "ckd_ros": _ckd_version()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
+        proto.producer_name = "ckd_ros"
+        onnx.save(proto, str(path))
+    path = final
     if write_sidecar:
-        sidecar_path(path).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=1, sort_keys=True))
     log(f"exported {path} (opset {opset}, {path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s")
     return meta
 
