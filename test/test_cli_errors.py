@@ -194,5 +194,19 @@ def test_dependency_errors_are_translated_without_importing_them():
     except yaml.YAMLError as exc:
         msg, code = describe_error(exc)
     assert code == 2 and msg.startswith("invalid YAML at <unicode string>:")
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf
+
+    msg, code = describe_error(InvalidProtobuf("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed"))
+    assert code == 2 and "truncated or not an ONNX file" in msg
+    msg, code = describe_error(Fail("[ONNXRuntimeError] : 1 : FAIL : Node (Add) Op (Add) [ShapeInferenceError]"))
+    assert code == 2 and msg.startswith("ONNX Runtime failed (Fail: [ONNXRuntimeError] : 1 : FAIL")
+    from safetensors import SafetensorError
+
+    msg, code = describe_error(SafetensorError("Error while deserializing header: MetadataIncompleteBuffer"))
+    assert code == 2 and "ckd convert" in msg
+    from torch.onnx.errors import OnnxExporterError
+
+    msg, code = describe_error(OnnxExporterError("Unsupported: ONNX export of operator nonzero"))
+    assert code == 2 and msg.startswith("the ONNX export failed in torch (OnnxExporterError")
     msg, code = describe_error(ZeroDivisionError("division by zero"))
     assert code == 1 and "--debug" in msg and "\n" not in msg
