@@ -150,3 +150,32 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path, monkeypat
     assert {"rclpy", "ckd_ros.node", "ckd_ros.eval"} <= found
     edges = room_edges()
     assert ("tracking", "node") in edges and ("tracking", "eval") in edges
+
+
+def test_runtime_path_imports_no_torch(tmp_path):
+    """`ckd --help` and `ckd track --onnx` (ONNX Runtime) run on robots without torch: they never import it."""
+    import subprocess
+    import sys
+
+    repo = PACKAGE.parent
+    code = f"""
+import sys
+from ckd_ros.cli import main
+from ckd_ros.synthetic.dataset import plan, write_dataset
+name = write_dataset({str(tmp_path)!r}, plan(1, seed_base=5), num_frames=3, size=(160, 128), log=None)[0]
+assert "torch" not in sys.modules, "synthetic data generation imported torch"
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+assert "torch" not in sys.modules, "ckd --help imported torch"
+onnx = {str(repo / "engines" / "demo_small.onnx")!r}
+rc = main(["track", "--sequence", {str(tmp_path)!r} + "/" + name, "--onnx", onnx,
+           "--backend", "onnxruntime", "--quiet", "--out", {str(tmp_path / "r.txt")!r}])
+assert rc == 0, rc
+heavy = [m for m in ("torch", "rclpy") if m in sys.modules]
+assert not heavy, heavy
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=300,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]

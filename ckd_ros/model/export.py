@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ckd_ros.errors import CKDError, unreadable_onnx
+from ckd_ros.errors import CKDError
 from ckd_ros.fileio import atomic_path, atomic_write_text
+from ckd_ros.model.onnx_meta import FORMAT, METADATA_KEY, read_metadata, sidecar_path  # noqa: F401
 
 INPUT_NAMES = ("z_rgb", "z_tir", "x_rgb", "x_tir")  # = ckd_ros.runtime.base.INPUT_NAMES
 OUTPUT_NAMES = ("score_map", "size_map", "offset_map")  # = ckd_ros.runtime.base.OUTPUT_NAMES
-METADATA_KEY = "ckd_ros"
-FORMAT = "ckd_ros.onnx.v1"
 DEFAULT_OPSET = 17
 # ops whose output shape depends on data (TensorRT needs static shapes; NonZero is rejected outright)
 DATA_DEPENDENT_OPS = ("NonZero", "Compress", "Unique", "Loop", "If", "Scan")
@@ -73,10 +72,6 @@ def example_inputs(config, seed: int = 0, batch: int = 1):
     g = torch.Generator().manual_seed(seed)
     shapes = io_shapes(config, batch)
     return tuple(torch.randn(*shapes[n], generator=g) for n in INPUT_NAMES)
-
-
-def sidecar_path(onnx_path) -> pathlib.Path:
-    return pathlib.Path(onnx_path).with_suffix(".json")
 
 
 def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_outputs: bool = False,
@@ -168,29 +163,6 @@ def check_graph(proto, opset: Optional[int] = None) -> List[str]:
         if not dims or any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
             problems.append(f"{value.name} has a non-static shape")
     return problems
-
-
-def read_metadata(onnx_path) -> Dict:
-    """Metadata of a `ckd export` file: the JSON sidecar if present, else the embedded copy."""
-    onnx_path = pathlib.Path(onnx_path)
-    side = sidecar_path(onnx_path)
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-            if meta.get("format") == FORMAT:
-                return meta
-        except ValueError:
-            pass
-    import onnx
-
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # google.protobuf DecodeError, onnx errors
-        raise unreadable_onnx(onnx_path, type(exc).__name__) from exc
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    raise CKDError(f"{onnx_path} carries no ckd_ros metadata (not made by `ckd export`); pass a config/preset")
 
 
 def verify_onnx(model: nn.Module, onnx_path, *, seed: int = 1, log=None) -> Dict[str, float]:

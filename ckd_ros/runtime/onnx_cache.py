@@ -64,6 +64,6 @@ def ensure_onnx(cache: ArtifactCache, *, checkpoint=None, model=None, config=Non
 
 def config_from_onnx(onnx_path) -> Optional[object]:
     from ckd_ros.model import CKDConfig
-    from ckd_ros.model.export import read_metadata
+    from ckd_ros.model.onnx_meta import read_metadata
 
     return CKDConfig.from_dict(read_metadata(onnx_path)["config"])
