@@ -73,15 +73,16 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 # ---- translating errors of dependencies into one line ----------------------------------------------
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    """The most informative single line of an exception's message (libraries write several)."""
+def _first_line(exc: BaseException, limit: int = 300, after_tag: str = "") -> str:
+    """The most informative single line of an exception's message (libraries write several);
+    with `after_tag`, the text after the first line holding that tag (OpenCV's "error:")."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
     text = lines[0]
-    for ln in lines:  # OpenCV: "... error: (-215:Assertion failed) !_src.empty() in function 'cvtColor'"
-        if "error:" in ln:
-            text = ln[ln.index("error:") + len("error:"):].strip() or text
+    for ln in lines if after_tag else ():  # "OpenCV(4.10) .../color.cpp:196: error: (-215:Assertion failed) ..."
+        if after_tag in ln:
+            text = ln[ln.index(after_tag) + len(after_tag):].strip() or text
             break
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -142,7 +143,8 @@ def describe_error(exc: BaseException) -> Tuple[str, int]:
         return (f"cannot read the safetensors file ({text}): it is truncated or corrupt (interrupted copy?); "
                 "copy it again or re-run `ckd convert`"), EXIT_ERROR
     if has("cv2.error"):
-        return (f"OpenCV failed ({text}); check that the image/video files are readable images of the "
+        detail = _first_line(exc, after_tag="error:")
+        return (f"OpenCV failed ({detail}); check that the image/video files are readable images of the "
                 "expected size and type"), EXIT_ERROR
     if has("yaml."):
         mark = getattr(exc, "problem_mark", None)
