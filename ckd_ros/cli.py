@@ -18,7 +18,16 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CKDError, DependencyError
+
+# Where the Python packages of the offline tools come from (a robot has only requirements/robot.txt).
+_INSTALL_HINT = {
+    "torch": "requirements/export.txt",
+    "safetensors": "requirements/export.txt",
+    "onnx": "requirements/export.txt",
+    "onnxscript": "requirements/export.txt",
+    "tensorboard": "requirements/train.txt",
+}
 
 # subcommand name -> module providing register(subparsers)
 SUBCOMMAND_MODULES = {
@@ -61,15 +70,36 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
             continue
         if module_name in seen:
             continue
+        seen.add(module_name)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("ckd_ros"):
                 continue  # subsystem not present in this build
-            raise
+            if not exc.name:
+                raise
+            _register_unavailable(sub, module_name, exc.name)  # e.g. no torch on a robot
+            continue
         module.register(sub)
-        seen.add(module_name)
     return parser
+
+
+def _missing_dependency(package: str) -> DependencyError:
+    hint = _INSTALL_HINT.get(package.split(".")[0], "the requirements/ file of this tool")
+    return DependencyError(f"needs the Python package '{package}', which is not installed: pip install -r {hint} "
+                           "(in a venv on a PC; a robot runs exported ONNX files without it, see docs/ros.md)")
+
+
+def _register_unavailable(sub, module_name: str, package: str) -> None:
+    """List the subcommands of a module whose dependency is missing; running one says what to install."""
+    def fail(args) -> int:
+        raise _missing_dependency(package)
+
+    for name, owner in SUBCOMMAND_MODULES.items():
+        if owner == module_name:
+            p = sub.add_parser(name, help=f"(needs {package}: not installed)", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(func=fail)
 
 
 # ---- translating errors of dependencies into one line ----------------------------------------------
@@ -158,6 +188,8 @@ def describe_error(exc: BaseException) -> Tuple[str, int]:
         return (f"the ONNX export failed in torch ({type(exc).__name__}: {text}); check the model config/preset "
                 "against the checkpoint, or report it with --debug output"), EXIT_ERROR
     if isinstance(exc, ModuleNotFoundError):
+        if exc.name and exc.name.split(".")[0] in _INSTALL_HINT:
+            return str(_missing_dependency(exc.name)), EXIT_ERROR
         return (f"a dependency is missing: {exc.name or text}; install it into this environment "
                 "(see README, Installation)"), EXIT_ERROR
     if isinstance(exc, UnicodeDecodeError):
