@@ -145,6 +145,7 @@ def test_deprecated_alias_says_so_once_then_behaves_like_the_new_name():
         assert len(lines) == 2 and lines[1].startswith(f"ckd {new}: error: ") and "--iters" in lines[1]
 
 
+@pytest.mark.torch
 def test_messages_say_what_was_wrong_and_what_to_do(bad):
     res = _run(["track", "--sequence", str(bad["SEQ"]), "--onnx", str(bad["TRUNC_ONNX"]), "--backend",
                 "onnxruntime", "--quiet", "--out", str(bad["OUT"] / "t.txt")])
@@ -173,6 +174,7 @@ def test_debug_shows_the_traceback(bad, how):
     assert res.stderr.strip().splitlines()[-1].startswith("ckd info: error: ")
 
 
+@pytest.mark.torch
 def test_dependency_errors_are_translated_without_importing_them():
     """The boundary recognises library errors by class; each gets a what-to-do."""
     from google.protobuf.message import DecodeError
