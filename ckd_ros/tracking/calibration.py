@@ -75,6 +75,14 @@ def split_fields(line: str) -> List[str]:
     return fields
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def load_correspondences(path: pathlib.Path) -> np.ndarray:
     """(N, 4) float64 array of thermal_x, thermal_y, rgb_x, rgb_y (pixels) from a points file.
 
@@ -106,12 +114,12 @@ def load_correspondences(path: pathlib.Path) -> np.ndarray:
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
+            fields = split_fields(line)
             try:
-                fields = split_fields(line)
                 values = [float(f) for f in fields]
             except ValueError:
                 header_lines += 1
-                if rows or header_lines > 3:  # text after data, or not a header: a real error
+                if rows or header_lines > 3 or _is_number(fields[0] if fields else ""):  # not a header
                     raise GeometryError(f"{path}:{lineno}: not numbers: {line[:60]!r}; expected rows "
                                         "thermal_x, thermal_y, rgb_x, rgb_y (header rows only at the top)") from None
                 continue

@@ -67,8 +67,8 @@ class CameraModel:
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise GeometryError(f"{where}: image size {self.width}x{self.height}; width and height must be > 0")
         self.width, self.height = int(self.width), int(self.height)
-        if not np.any(self.D):
-            model = PINHOLE
+        if model in RADTAN + (PINHOLE, "") and not np.any(self.D):
+            model = PINHOLE  # equidistant with D = 0 is still a fisheye (theta_d = theta), not a pinhole
         elif model in RADTAN:
             if len(self.D) not in (4, 5, 8):
                 raise GeometryError(f"{where}: {model} needs 4, 5 or 8 coefficients (k1 k2 p1 p2 [k3 [k4 k5 k6]]), "
