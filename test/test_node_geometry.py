@@ -61,7 +61,7 @@ def test_camera_info_registration_target_ray_and_diagnostics(ctx):
 
     h = Harness(ctx, overrides={"registration.mode": "camera_info", "tracking.lost_threshold": 0.0})
     try:
-        rays, markers, lock = [], [], threading.Lock()
+        rays, markers = [], []
         base = h.node.get_fully_qualified_name()
         h.client.create_subscription(Vector3Stamped, f"{base}/target_ray", lambda m: rays.append(m), 50)
         h.client.create_subscription(Marker, f"{base}/target_marker", lambda m: markers.append(m), 50)

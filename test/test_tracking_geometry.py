@@ -252,8 +252,8 @@ def test_spreadsheet_point_files(tmp_path, name):
 
 
 def test_utf16_and_bad_point_files(tmp_path):
-    rows = "thermal_x;thermal_y;rgb_x;rgb_y\n" + "".join(f"{a};{b};{c};{d}\n" for a, b, c, d in
-                                                           [(1, 2, 3, 4), (50, 2, 30, 4), (5, 60, 3, 70), (80, 90, 70, 60)])
+    data = [(1, 2, 3, 4), (50, 2, 30, 4), (5, 60, 3, 70), (80, 90, 70, 60)]
+    rows = "thermal_x;thermal_y;rgb_x;rgb_y\n" + "".join(f"{a};{b};{c};{d}\n" for a, b, c, d in data)
     path = tmp_path / "unicode.txt"
     path.write_bytes(rows.encode("utf-16"))
     assert load_correspondences(path).shape == (4, 4)

@@ -7,7 +7,8 @@ can be offset from the RGB camera (`thermal.offset` pixels or a full `thermal.ho
 -> RGB, the value the tracker's `registration.homography` needs); the thermal image is re-projected
 accordingly. With `camera_info` (default) it also publishes `rgb/camera_info`, `thermal/camera_info`
 (pinhole, `hfov_deg`) and the static TF `rgb_camera` -> `thermal_camera` whose homography is exactly
-that offset (the tracker's `registration.mode: camera_info` recovers it). Frame t of the stream is frame t of `SyntheticScene(seed, size, scenario, period)`.
+that offset (the tracker's `registration.mode: camera_info` recovers it).
+Frame t of the stream is frame t of `SyntheticScene(seed, size, scenario, period)`.
 """
 from __future__ import annotations
 
@@ -84,9 +85,9 @@ class SyntheticCamera(Node):
         """camera_info of both cameras (co-located pinholes, synthetic.rig.rig_intrinsics) and the static
         TF rgb_frame -> thermal_frame (identity: same optical centre and axes), so the tracker's
         `registration.mode: camera_info` recovers `thermal_to_rgb`. None if the rig has no such form."""
+        from geometry_msgs.msg import TransformStamped  # noqa: PLC0415
         from sensor_msgs.msg import CameraInfo  # noqa: PLC0415
         from tf2_ros import StaticTransformBroadcaster  # noqa: PLC0415
-        from geometry_msgs.msg import TransformStamped  # noqa: PLC0415
 
         from ckd_ros.synthetic.rig import rig_intrinsics  # noqa: PLC0415
 

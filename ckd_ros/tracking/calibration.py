@@ -2,8 +2,8 @@
 camera_info YAML files plus the extrinsic transform between the optical frames.
 
 Points file: CSV/whitespace text with rows `thermal_x, thermal_y, rgb_x, rgb_y` (header rows at the
-top, `#` comments, spreadsheet exports with BOM, `;` separators, decimal commas and quotes), or YAML: a list of such 4-number rows, or a mapping with `points:` /
-`correspondences:` holding rows or `{thermal: [x, y], rgb: [x, y]}` items.
+top, `#` comments, spreadsheet exports with BOM, `;` separators, decimal commas and quotes), or YAML: a list of such
+4-number rows, or a mapping with `points:` / `correspondences:` holding rows or `{thermal: [x, y], rgb: [x, y]}` items.
 """
 from __future__ import annotations
 

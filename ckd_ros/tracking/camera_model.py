@@ -205,7 +205,8 @@ class CameraModel:
                 theta = theta - step
                 if np.all(np.abs(step) < _NEWTON_TOL):
                     break
-            ok = np.isfinite(theta) & (theta >= 0) & (theta < math.pi) & (np.abs(self._theta_d(theta)[0] - theta_d) < 1e-9)
+            ok = np.isfinite(theta) & (theta >= 0) & (theta < math.pi)
+            ok &= np.abs(self._theta_d(theta)[0] - theta_d) < 1e-9
             with np.errstate(invalid="ignore", divide="ignore"):
                 scale = np.where(theta_d > 0, np.sin(theta) / np.where(theta_d > 0, theta_d, 1.0), 1.0)
             rays = np.stack([xd * scale, yd * scale, np.cos(theta)], axis=1)
@@ -219,9 +220,8 @@ class CameraModel:
                 except np.linalg.LinAlgError:
                     step = np.full_like(xy, np.nan)
                 xy = xy - step
-                if not np.all(np.abs(step) < _NEWTON_TOL):
-                    continue
-                break
+                if np.all(np.abs(step) < _NEWTON_TOL):
+                    break
             with np.errstate(invalid="ignore"):
                 ok = np.all(np.isfinite(xy), axis=1) & (np.abs(self._radtan(xy)[0] - dist).max(axis=1) < 1e-9)
             rays = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
