@@ -119,7 +119,8 @@ def test_no_display_prints_the_service_call_and_exits_nonzero(monkeypatch, capsy
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert select_target.main(["select_target", "--tracker", "/robot/ckd_tracker"]) == 2
     err = capsys.readouterr().err
-    assert "no display" in err and "ros2 service call /robot/ckd_tracker/set_target sensor_msgs/srv/SetCameraInfo" in err
+    assert "no display" in err
+    assert "ros2 service call /robot/ckd_tracker/set_target sensor_msgs/srv/SetCameraInfo" in err
     assert "ros2 service call /robot/ckd_tracker/clear_target std_srvs/srv/Trigger" in err
 
 
