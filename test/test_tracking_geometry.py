@@ -312,3 +312,29 @@ def test_calibrate_cli_coverage_and_camera_info_mode(tmp_path, capsys):
     assert "needs all of" in capsys.readouterr().err
     cal = calibrate_from_camera_info(tmp_path / "rgb.yaml", tmp_path / "tir.yaml", "0.1 0 0 0 0 0 1", 2.0)
     np.testing.assert_allclose(cal.homography, [[2, 0, 30], [0, 2, 0], [0, 0, 1]], atol=1e-9)  # 600 * 0.1 / 2
+
+
+@pytest.mark.parametrize("homography, warned, coverage", [
+    ("2,0,0,0,2,0,0,0,1", False, 1.0),
+    ("0.5,0,0,0,0.5,0,0,0,1", True, 0.062),  # inverted (thermal -> RGB given backwards)
+    ("2,0,5000,0,2,0,0,0,1", True, 0.0),  # wrong units: the thermal frame lands far off the RGB frame
+])
+def test_track_reports_thermal_coverage(tmp_path, monkeypatch, capsys, homography, warned, coverage):
+    import json
+
+    from test_tracking_cli import StillBackend, use_backend
+
+    use_backend(monkeypatch, StillBackend())
+    for sub in ("rgb", "ir"):
+        (tmp_path / sub).mkdir()
+    rng = np.random.default_rng(10)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "rgb" / f"{i:06d}.png"), rng.integers(0, 256, (128, 160, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "ir" / f"{i:06d}.png"), rng.integers(0, 256, (64, 80), np.uint8))
+    args = ["track", "--rgb", str(tmp_path / "rgb"), "--thermal", str(tmp_path / "ir"), "--init", "100,80,30,20",
+            "--homography", homography, "--out", str(tmp_path / "r.txt"), "--quiet"]
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out.strip().splitlines()[-1])
+    assert abs(summary["thermal_coverage"] - coverage) < 0.01
+    assert ("warning: the registered thermal frame covers" in cap.err) == warned
