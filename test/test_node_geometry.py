@@ -79,6 +79,8 @@ def test_camera_info_registration_target_ray_and_diagnostics(ctx):
 
         threading.Thread(target=publish_infos, daemon=True).start()
         assert wait_for(lambda: h.node.geometry.registration() is not None, 15.0), h.node.geometry.problem
+        assert wait_for(lambda: h.node._settings is not None
+                        and h.node._settings.registration is h.node.geometry.registration(), 5.0)
         rgb_model = h.node.geometry.rgb
         # at infinity the baseline does not matter; the exact mapping (RGB distortion) is fitted
         from ckd_ros.tracking.registration import exact_mapping
