@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ckd_ros.errors import GeometryError
+from ckd_ros.frames.textio import _is_number
 from ckd_ros.tracking.camera_model import CameraModel, RigidTransform
 from ckd_ros.tracking.registration import (
     Overlap,
@@ -73,14 +74,6 @@ def split_fields(line: str) -> List[str]:
     while fields and not fields[-1]:
         fields.pop()
     return fields
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def load_correspondences(path: pathlib.Path) -> np.ndarray:
