@@ -12,6 +12,7 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ckd_ros.errors import GeometryError
 from ckd_ros.tracking.preprocess import crop_window
 
 HomographyLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]], None]
@@ -132,8 +133,6 @@ def check_correspondences(src: np.ndarray, dst: np.ndarray, what: str = "points"
     """GeometryError unless (N, 2) `src` -> `dst` determine a homography: >= 4 finite, distinct points,
     not (nearly) collinear in either image, with 4 of them in general position (rank 8 of the
     Hartley-normalised DLT system, H&Z sec. 4.1 / 4.4). Thresholds: MIN_SPREAD, MIN_GENERAL_POSITION."""
-    from ckd_ros.errors import GeometryError
-
     src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
     add = "give at least 4 (8+ recommended) point pairs spread over the whole image, no 3 on one line"
@@ -167,8 +166,6 @@ def check_correspondences(src: np.ndarray, dst: np.ndarray, what: str = "points"
 def check_homography(mat: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
     """GeometryError unless H (3x3, thermal -> RGB) is finite, invertible, well conditioned between the
     Hartley-normalised point frames (MAX_CONDITION) and keeps every point in front (w > 0, no fold)."""
-    from ckd_ros.errors import GeometryError
-
     hint = "check the point pairs (thermal x y first, then RGB x y) and spread them over the image"
     if mat is None or not np.all(np.isfinite(mat)):
         raise GeometryError(f"the estimated homography is not finite; {hint}")
@@ -231,9 +228,7 @@ def homography_from_calibration(rgb, thermal, transform, depth_m: Optional[float
 def plane_map(transform, depth_m: Optional[float]) -> np.ndarray:
     """3x3 A with A (x, y, 1)^T ~ the RGB-frame direction of the thermal ray (x, y, 1) hitting the plane."""
     if depth_m is not None and not (depth_m >= 0):
-        from ckd_ros.errors import GeometryError
-
-        raise GeometryError(f"registration depth {depth_m} m must be > 0 (or 0 / inf for infinity)")
+            raise GeometryError(f"registration depth {depth_m} m must be > 0 (or 0 / inf for infinity)")
     if depth_m is None or depth_m == 0 or not np.isfinite(depth_m):
         return np.asarray(transform.R, dtype=np.float64)
     return transform.R + np.outer(transform.t, [0.0, 0.0, 1.0]) / float(depth_m)
@@ -249,8 +244,6 @@ def registration_from_calibration(rgb, thermal, transform, depth_m: Optional[flo
     homography over the lattice (cv2.findHomography, method 0) is returned with its largest residual.
     Raises GeometryError when the cameras do not see the plane in common.
     """
-    from ckd_ros.errors import GeometryError
-
     pinhole = homography_from_calibration(rgb, thermal, transform, depth_m)
     if rgb.is_pinhole and thermal.is_pinhole:
         return Registration(pinhole), 0.0
