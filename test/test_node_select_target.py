@@ -9,7 +9,7 @@ import pytest
 from ckd_ros.node import select_target
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
 from ckd_ros.node.select_target import KEYS, STALE_S, Selection, TargetSelector, parse_args
-from ckd_ros.tracking.overlay import draw_style
+from ckd_ros.tracking.overlay import draw_style, wrap_text
 
 
 class Clock:
@@ -74,7 +74,7 @@ def test_answers_are_the_nodes_and_shown_in_full():
     assert sel.on_answer("clear", True, "cleared") == "target cleared"
     sel.on_answer("set", False, refusal)
     style = draw_style((120, 160))
-    lines = select_target.wrap_text(sel.status, 160 - 2 * style.margin, style)
+    lines = wrap_text(sel.status, 160 - 2 * style.margin, style)
     assert " ".join(lines) == sel.status and len(lines) > 3  # wrapped, nothing cut off
     for text in lines:
         assert cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, style.text_thickness)[0][0] \

@@ -28,7 +28,7 @@ from typing import Callable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from ckd_ros.tracking.overlay import draw_style, put_text, wrap_text
+from ckd_ros.tracking.overlay import draw_style, text_block
 
 MIN_BOX_PX = 4  # smaller drags are treated as clicks (ignored)
 STALE_S = 2.0  # a picture older than this is shown as STALE (node stopped, camera down)
@@ -187,19 +187,12 @@ class TargetSelector:
             if state == "STALE":
                 img = (img // 3).astype(np.uint8)  # dimmed: not live
         style = draw_style(img.shape)
-        if p0 is not None:
-            cv2.rectangle(img, p0, p1, (0, 255, 255), style.line_thickness)
         colour = {"LIVE": (0, 255, 0), "FROZEN": (0, 255, 255)}.get(state, (0, 0, 255))
-        width = img.shape[1] - 2 * style.margin
-        y = style.line_height
-        for text in wrap_text(line, width, style):
-            put_text(img, text, (style.margin, y), colour, style)
-            y += style.line_height
-        lines = wrap_text(status, width, style)
-        y = img.shape[0] - style.margin - style.line_height * (len(lines) - 1)
-        for text in lines:
-            put_text(img, text, (style.margin, y), (255, 255, 255), style)
-            y += style.line_height
+        # below the tracker overlay's own label line (same draw_style: same height)
+        text_block(img, line, style.line_height + style.margin, colour, style)
+        text_block(img, status, None, (255, 255, 255), style)
+        if p0 is not None:  # on top of everything: the box being drawn is never hidden
+            cv2.rectangle(img, p0, p1, (0, 255, 255), style.line_thickness)
         return img
 
 

@@ -44,6 +44,24 @@ def put_text(img: np.ndarray, text: str, org, colour, style: Optional[DrawStyle]
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, colour, style.text_thickness, cv2.LINE_AA)
 
 
+def text_block(img: np.ndarray, text: str, top: Optional[int], colour, style: Optional[DrawStyle] = None,
+               bottom: Optional[int] = None) -> int:
+    """`text` wrapped to the image width on a dark translucent band, starting at row `top` (or ending
+    at row `bottom`); returns the row below the band. For status lines drawn over busy pictures."""
+    style = style or draw_style(img.shape)
+    lines = wrap_text(text, img.shape[1] - 2 * style.margin, style)
+    height = style.line_height * len(lines) + style.margin
+    y0 = top if top is not None else max(0, (bottom if bottom is not None else img.shape[0]) - height)
+    y1 = min(img.shape[0], y0 + height)
+    band = img[y0:y1]
+    band[:] = (band.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken 60 %
+    y = y0 + style.line_height - style.margin // 2
+    for line in lines:
+        put_text(img, line, (style.margin, y), colour, style)
+        y += style.line_height
+    return y1
+
+
 def wrap_text(text: str, width_px: int, style: DrawStyle) -> list:
     """Split `text` into lines that fit `width_px` at `style` (whole words; long words are cut)."""
     lines, line = [], ""
