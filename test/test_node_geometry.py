@@ -98,6 +98,20 @@ def test_camera_info_registration_target_ray_and_diagnostics(ctx):
         centre = cv2.perspectiveTransform(np.array([[[79.75, 63.75]]]), h.node._settings.registration.matrix)
         centre0 = cv2.perspectiveTransform(np.array([[[79.75, 63.75]]]), before)
         assert abs((centre - centre0)[0, 0, 0] - 6.0) < 0.5 and abs((centre - centre0)[0, 0, 1]) < 0.05
+        # the transform changes (re-mounted camera): recomputed from TF within the poll period
+        moved = h.node._settings.registration
+        keep2 = static_tf(h.client, "camera_rgb", "camera_thermal", (0.2, 0.0, 0.0))
+        assert wait_for(lambda: h.node._settings.registration is not moved, 5.0), "TF change not picked up"
+        centre = cv2.perspectiveTransform(np.array([[[79.75, 63.75]]]), h.node._settings.registration.matrix)
+        assert abs((centre - centre0)[0, 0, 0] - 12.0) < 0.5
+        # and so does camera_info (a recalibrated thermal camera: principal point 4 px to the right)
+        moved = h.node._settings.registration
+        k_new = K_TIR.copy()
+        k_new[0, 2] += 4.0
+        info_pubs[1] = (info_pubs[1][0], camera_info(160, 128, k_new, [0.0] * 5, "camera_thermal"))
+        assert wait_for(lambda: h.node._settings.registration is not moved, 5.0), "camera_info change not picked up"
+        centre = cv2.perspectiveTransform(np.array([[[79.75, 63.75]]]), h.node._settings.registration.matrix)
+        assert abs((centre - centre0)[0, 0, 0] - (12.0 - 8.0)) < 0.5  # 4 thermal px = 8 RGB px to the left
 
         scene = MovingTarget(thermal_scale=0.5)
         h.stream(scene, 20.0)
@@ -133,7 +147,7 @@ def test_camera_info_registration_target_ray_and_diagnostics(ctx):
         wait_for(lambda: False, 1.0)
         assert len(rays) == n
         stop.set()
-        del keep
+        del keep, keep2
     finally:
         h.close()
 
