@@ -187,3 +187,31 @@ def test_synthetic_camera_rig_registration_from_camera_info(ctx):
         h.executor.remove_node(cam)
         cam.destroy_node()
         h.close()
+
+
+def test_camera_info_mode_without_tf_says_what_is_missing(ctx):
+    from sensor_msgs.msg import CameraInfo
+
+    h = Harness(ctx, overrides={"registration.mode": "camera_info",
+                                "registration.homography": [2.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 1.0]})
+    try:
+        diag = h.wait_diag(lambda v: "waiting for" in v["_message"], 10.0)
+        assert diag["_level"] == 1 and "waiting for rgb/camera_info and thermal/camera_info" in diag["_message"]
+        assert diag["registration_source"] == "registration.homography (no calibration yet)"
+        assert h.node._settings.registration.as_list()[0] == 2.0  # the parameter is used meanwhile
+        pubs = [(h.client.create_publisher(CameraInfo, "rgb/camera_info", 5), camera_info(320, 256, K_RGB, D_RGB,
+                                                                                        "camera_rgb")),
+                (h.client.create_publisher(CameraInfo, "thermal/camera_info", 5),
+                 camera_info(160, 128, K_TIR, [0.0] * 5, "camera_thermal"))]
+
+        def seen():
+            for pub, info in pubs:
+                pub.publish(info)
+            return "no TF from 'camera_thermal' to 'camera_rgb'" in (h.node.geometry.problem or "")
+
+        assert wait_for(seen, 10.0, 0.2), h.node.geometry.problem
+        diag = h.wait_diag(lambda v: "no TF from" in v["_message"], 5.0)
+        assert diag["_level"] == 1 and "static_transform_publisher" in diag["_message"]
+        assert diag["rgb_camera_info"] == "camera_rgb plumb_bob"
+    finally:
+        h.close()

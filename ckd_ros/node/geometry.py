@@ -63,9 +63,10 @@ class GeometryHelper:
         self.thermal: Optional[CameraModel] = None
         self.transform: Optional[RigidTransform] = None
         self._registration: Optional[Registration] = None
-        self._key: Optional[Tuple] = None  # (depth, models, transform) the registration was computed for
+        self._version = 0  # bumped whenever a camera model or the transform changes
+        self._key: Optional[Tuple] = None  # (depth, version) the registration was computed for
         self.fit_error_px: Optional[float] = None
-        self.problem: Optional[str] = None
+        self._problems: Dict[str, str] = {}  # source (rgb, thermal, tf, registration) -> one line
         self._sizes: Optional[Tuple[Tuple[int, int], Tuple[int, int]]] = None  # (thermal wh, rgb wh)
         self._coverage: Optional[Tuple[Any, Any]] = None  # (key, Overlap)
         self._angles: Optional[Tuple[float, float, float]] = None  # az, el, monotonic time
@@ -92,14 +93,28 @@ class GeometryHelper:
         if names & {"registration.mode", "registration.depth_m"}:
             self._recompute()
 
+    @property
+    def problem(self) -> Optional[str]:
+        """What keeps the geometry from working, in one line (None: nothing)."""
+        with self._lock:
+            return "; ".join(self._problems.values()) or None
+
+    def _set_problem(self, source: str, text: Optional[str]) -> None:
+        """Call with the lock held."""
+        if text is None:
+            self._problems.pop(source, None)
+        else:
+            self._problems[source] = text
+
     def _on_camera_info(self, which: str, msg) -> None:
         try:
             model = CameraModel.from_camera_info(msg)
         except CKDError as exc:
             with self._lock:
-                self.problem = f"{which} camera_info refused: {exc}"
+                self._set_problem(which, f"{which} camera_info refused: {exc}")
             return
         with self._lock:
+            self._set_problem(which, None)
             old = self.rgb if which == "rgb" else self.thermal
             if model.same_as(old):
                 return
@@ -107,6 +122,7 @@ class GeometryHelper:
                 self.rgb = model
             else:
                 self.thermal = model
+            self._version += 1
         self._recompute()
 
     def _poll_tf(self) -> None:
@@ -129,40 +145,44 @@ class GeometryHelper:
             transform = RigidTransform.from_msg(stamped.transform)
         except CKDError as exc:
             with self._lock:
-                self.problem = f"TF {target} <- {source} refused: {exc}"
+                self._set_problem("tf", f"TF {target} <- {source} refused: {exc}")
             return
         except Exception as exc:  # tf2 Lookup/Connectivity/Extrapolation: not there (yet)
             with self._lock:
-                self.problem = (f"no TF from '{source}' to '{target}' ({type(exc).__name__}); publish the "
-                                "transform between the optical frames (URDF / static_transform_publisher)")
+                self._set_problem("tf", f"no TF from '{source}' to '{target}' ({type(exc).__name__}); publish "
+                                  "the transform between the optical frames (URDF / static_transform_publisher)")
             return
         with self._lock:
+            self._set_problem("tf", None)
             if transform.same_as(self.transform):
                 return
             self.transform = transform
+            self._version += 1
         self._recompute()
 
     def _recompute(self) -> None:
         with self._lock:
             if self.mode != "camera_info":
                 changed = self._registration is not None
-                self._registration, self._key, self.problem = None, None, None
+                self._registration, self._key = None, None
+                self._problems.clear()
             elif self.rgb is None or self.thermal is None or self.transform is None:
                 missing = [n for n, v in (("rgb/camera_info", self.rgb), ("thermal/camera_info", self.thermal),
                                           ("TF", self.transform)) if v is None]
-                self.problem = f"registration.mode camera_info: waiting for {', '.join(missing)}"
+                self._set_problem("registration", f"registration.mode camera_info: waiting for {', '.join(missing)}")
                 changed = False
             else:
                 depth = float(self._values.get("registration.depth_m", 0.0)) or None
-                key = (depth, id(self.rgb), id(self.thermal), id(self.transform))
+                key = (depth, self._version)
                 if key == self._key:
                     return
                 try:
                     reg, fit = registration_from_calibration(self.rgb, self.thermal, self.transform, depth)
                 except (CKDError, ValueError) as exc:
-                    self.problem = f"registration from camera_info refused: {exc}"
+                    self._set_problem("registration", f"registration from camera_info refused: {exc}")
                     return
-                self._registration, self._key, self.fit_error_px, self.problem = reg, key, fit, None
+                self._registration, self._key, self.fit_error_px = reg, key, fit
+                self._set_problem("registration", None)
                 changed = True
         if changed:
             reg = self._registration
@@ -172,7 +192,7 @@ class GeometryHelper:
             self._on_change()
 
     # ---- target direction ---------------------------------------------------------------------------
-    def publish(self, outcome, registration: Optional[Registration] = None) -> None:
+    def publish(self, outcome) -> None:
         """Ray + marker for a TRACKING outcome (worker thread); remembers image sizes for the coverage."""
         decoded = outcome.decoded
         rgb_hw, tir_hw = decoded.rgb.shape[:2], decoded.tir8.shape[:2]
@@ -219,8 +239,9 @@ class GeometryHelper:
         """(key/values, warning or None) for the node's /diagnostics status."""
         values = {"registration_mode": self.mode}
         warnings = []
+        problem = self.problem
         with self._lock:
-            problem, fit, calibrated = self.problem, self.fit_error_px, self._registration
+            fit, calibrated = self.fit_error_px, self._registration
         if self.mode == "camera_info":
             values["registration_source"] = ("camera_info + TF" if calibrated is not None
                                              else "registration.homography (no calibration yet)")
