@@ -157,9 +157,19 @@ def test_bad_homography_warns_in_diagnostics(ctx):
     try:
         scene = MovingTarget(thermal_scale=0.5)
         h.stream(scene, 20.0)
+        from sensor_msgs.msg import CameraInfo
+
+        uncalibrated = h.client.create_publisher(CameraInfo, "thermal/camera_info", 5)  # K = 0, as many drivers
+
+        def published():
+            uncalibrated.publish(camera_info(160, 128, np.zeros((3, 3)), [], "camera_thermal"))
+            return "thermal" in h.node.geometry._problems
+
+        assert wait_for(published, 10.0, 0.2)
         diag = h.wait_diag(lambda v: "thermal_coverage" in v, 10.0)
         assert abs(float(diag["thermal_coverage"]) - 0.0625) < 0.01
         assert diag["_level"] == 1 and "covers 6% of the RGB frame" in diag["_message"]
+        assert "camera_info" not in diag["_message"]  # not needed in homography mode: no warning
     finally:
         h.close()
 

@@ -236,28 +236,32 @@ class GeometryHelper:
         return cached[1]
 
     def diagnostics(self, registration: Optional[Registration]) -> Tuple[Dict[str, str], Optional[str]]:
-        """(key/values, warning or None) for the node's /diagnostics status."""
+        """(key/values, warning or None) for the node's /diagnostics status.
+
+        Calibration problems warn only in camera_info mode (many thermal drivers publish an
+        uncalibrated camera_info, K = 0); otherwise they show as `rgb_camera_info` / values.
+        """
         values = {"registration_mode": self.mode}
         warnings = []
-        problem = self.problem
         with self._lock:
-            fit, calibrated = self.fit_error_px, self._registration
+            fit, calibrated, problems = self.fit_error_px, self._registration, dict(self._problems)
         if self.mode == "camera_info":
             values["registration_source"] = ("camera_info + TF" if calibrated is not None
                                              else "registration.homography (no calibration yet)")
             if fit is not None:
                 values["registration_fit_error_px"] = f"{fit:.3f}"
-        if self.mode == "camera_info" and calibrated is None and not problem:
-            problem = "registration.mode camera_info: waiting for rgb/camera_info and thermal/camera_info"
-        if problem:
-            warnings.append(problem)
+            if calibrated is None and not problems:
+                problems["registration"] = ("registration.mode camera_info: waiting for rgb/camera_info and "
+                                            "thermal/camera_info")
+            warnings.extend(problems.values())
         if registration is not None and not registration.is_identity:
             overlap = self.coverage(registration)
             if overlap is not None:
                 values["thermal_coverage"] = f"{overlap.frame:.3f}"
                 if overlap.warning():
                     warnings.append(overlap.warning())
-        values["rgb_camera_info"] = "none" if self.rgb is None else f"{self.rgb.frame_id} {self.rgb.model}"
+        values["rgb_camera_info"] = problems.get("rgb") or (
+            "none" if self.rgb is None else f"{self.rgb.frame_id} {self.rgb.model}")
         angles = self._angles
         if angles is not None and time.monotonic() - angles[2] <= ANGLES_FRESH_S:
             values["target_azimuth_rad"] = f"{angles[0]:.6f}"
