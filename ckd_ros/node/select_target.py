@@ -77,6 +77,7 @@ def build_request(selection: Selection):
 
 
 def service_hint(tracker: str) -> str:
+    """The two `ros2 service call` lines that do what the picker does, for `tracker` (its full name)."""
     return (f"  ros2 service call {tracker}/set_target sensor_msgs/srv/SetCameraInfo "
             "\"{camera_info: {roi: {x_offset: 100, y_offset: 80, width: 60, height: 40}}}\"\n"
             f"  ros2 service call {tracker}/clear_target std_srvs/srv/Trigger")
@@ -213,6 +214,7 @@ def display_problem() -> Optional[str]:
 
 
 def parse_args(argv):
+    """Command line (ROS arguments removed); `--help` lists the keys."""
     parser = argparse.ArgumentParser(prog="select_target", description=__doc__.split("\n\n")[0],
                                      epilog=KEYS + ". Without a display: prints the ros2 service call and exits 2.")
     parser.add_argument("--tracker", default="/ckd_tracker", help="the tracker node's name (with namespace)")

@@ -147,9 +147,11 @@ class CameraModel:
 
     @property
     def is_pinhole(self) -> bool:
+        """No distortion: pixels map to rays through K alone."""
         return self.model == PINHOLE
 
     def same_as(self, other: Optional[CameraModel]) -> bool:
+        """Equal size, model, frame and coefficients (camera_info repeats every frame; only changes count)."""
         return (other is not None and (self.width, self.height, self.model, self.frame_id)
                 == (other.width, other.height, other.model, other.frame_id)
                 and np.array_equal(self.K, other.K) and np.array_equal(self.D, other.D))
@@ -308,6 +310,7 @@ class RigidTransform:
 
     @classmethod
     def from_matrix(cls, matrix: Any) -> RigidTransform:
+        """4x4 homogeneous matrix (16 numbers row-major) [R t; 0 0 0 1]; GeometryError unless rigid."""
         m = np.asarray(matrix, dtype=np.float64).reshape(4, 4)
         R = m[:3, :3]
         if not np.all(np.isfinite(m)) or not np.allclose(m[3], [0, 0, 0, 1]) \
@@ -342,4 +345,5 @@ class RigidTransform:
         return cls.from_quaternion((tr.x, tr.y, tr.z), (rot.x, rot.y, rot.z, rot.w))
 
     def same_as(self, other: Optional[RigidTransform], tol: float = 1e-9) -> bool:
+        """Equal rotation and translation within `tol` (TF is polled; only changes count)."""
         return other is not None and np.allclose(self.R, other.R, atol=tol) and np.allclose(self.t, other.t, atol=tol)

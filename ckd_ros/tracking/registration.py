@@ -246,7 +246,11 @@ def registration_from_calibration(rgb, thermal, transform, depth_m: Optional[flo
     """
     pinhole = homography_from_calibration(rgb, thermal, transform, depth_m)
     if rgb.is_pinhole and thermal.is_pinhole:
-        return Registration(pinhole), 0.0
+        try:
+            return Registration(pinhole), 0.0
+        except ValueError as exc:  # singular: the plane passes through the RGB camera's centre
+            raise GeometryError(f"calibrated homography unusable ({exc}); check registration depth and transform") \
+                from None
     us = np.linspace(0.0, thermal.width - 1.0, grid)
     vs = np.linspace(0.0, thermal.height - 1.0, grid)
     q = np.stack(np.meshgrid(us, vs), axis=-1).reshape(-1, 2)
@@ -259,6 +263,8 @@ def registration_from_calibration(rgb, thermal, transform, depth_m: Optional[flo
     if mat is None or not np.all(np.isfinite(mat)):
         raise GeometryError("no homography fits the calibrated mapping; check camera_info and the transform")
     mat = mat / mat[2, 2]
+    if abs(np.linalg.det(mat)) < 1e-12:
+        raise GeometryError("the calibrated homography is singular; check the registration depth and the transform")
     err = np.linalg.norm(cv2.perspectiveTransform(q[ok].reshape(-1, 1, 2), mat).reshape(-1, 2) - p[ok], axis=1)
     return Registration(mat), float(err.max())
 
@@ -296,6 +302,7 @@ class Overlap:
                 "homography's direction (thermal -> RGB) and units (`ckd calibrate`)")
 
     def as_dict(self) -> dict:
+        """{'thermal_coverage': frame[, 'thermal_box_coverage': box]} rounded to 3 decimals (summary lines)."""
         out = {"thermal_coverage": round(self.frame, 3)}
         if self.box is not None:
             out["thermal_box_coverage"] = round(self.box, 3)
