@@ -325,12 +325,11 @@ def test_track_reports_thermal_coverage(tmp_path, monkeypatch, capsys, homograph
     from test_tracking_cli import StillBackend, use_backend
 
     use_backend(monkeypatch, StillBackend())
-    for sub in ("rgb", "ir"):
-        (tmp_path / sub).mkdir()
     rng = np.random.default_rng(10)
-    for i in range(3):
-        cv2.imwrite(str(tmp_path / "rgb" / f"{i:06d}.png"), rng.integers(0, 256, (128, 160, 3), np.uint8))
-        cv2.imwrite(str(tmp_path / "ir" / f"{i:06d}.png"), rng.integers(0, 256, (64, 80), np.uint8))
+    for sub, shape in (("rgb", (128, 160, 3)), ("ir", (64, 80))):  # thermal at half the RGB resolution
+        (tmp_path / sub).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / sub / f"{i:06d}.png"), rng.integers(0, 256, shape, np.uint8))
     args = ["track", "--rgb", str(tmp_path / "rgb"), "--thermal", str(tmp_path / "ir"), "--init", "100,80,30,20",
             "--homography", homography, "--out", str(tmp_path / "r.txt"), "--quiet"]
     assert main(args) == 0
