@@ -125,9 +125,16 @@ def test_no_display_prints_the_service_call_and_exits_nonzero(monkeypatch, capsy
 
 
 def test_headless_opencv_is_detected_without_aborting(monkeypatch):
-    monkeypatch.setenv("DISPLAY", ":99")  # a display name but (here) a headless OpenCV / no X server
-    problem = select_target.display_problem()
-    assert problem is None or "OpenCV cannot open a window" in problem
+    monkeypatch.setenv("DISPLAY", ":97")  # a display name but no X server there (and/or a headless OpenCV)
+    problem, screen = select_target.probe_display()
+    assert "OpenCV cannot open a window" in problem and screen is None
+
+
+def test_window_fits_image_and_screen():
+    assert select_target.window_size((1080, 1920, 3), 1.0, "1280x800") == (1280, 720)
+    assert select_target.window_size((1080, 1920, 3), 1.0, "1280x800", (1024, 768)) == (921, 518)
+    assert select_target.window_size((120, 160, 3), 4.0, "1280x800") == (640, 480)  # small thermal: scaled up
+    assert select_target.window_size((512, 640, 3), 0.5, "bad") == (320, 256)
 
 
 @pytest.mark.ros

@@ -197,20 +197,39 @@ class TargetSelector:
         return img
 
 
-def display_problem() -> Optional[str]:
-    """Why no window can open here (None: it can). The GUI is probed in a child process: Qt aborts
-    the whole process (exit 134) when it finds no display, which Python cannot catch."""
+_PROBE = """
+import cv2
+cv2.namedWindow('ckd_probe', cv2.WINDOW_NORMAL)
+cv2.waitKey(1)
+cv2.destroyAllWindows()
+try:
+    import tkinter
+    root = tkinter.Tk()
+    print('SCREEN', root.winfo_screenwidth(), root.winfo_screenheight())
+    root.destroy()
+except Exception:
+    pass
+"""
+
+
+def probe_display() -> Tuple[Optional[str], Optional[Tuple[int, int]]]:
+    """(why no window can open here or None, screen W x H when known). The GUI is probed in a child
+    process: Qt aborts the whole process (exit 134) when it finds no display, which Python cannot
+    catch. The screen size comes from tkinter where it is installed."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display (DISPLAY / WAYLAND_DISPLAY not set)"
-    probe = "import cv2; cv2.namedWindow('ckd_probe', cv2.WINDOW_NORMAL); cv2.waitKey(1); cv2.destroyAllWindows()"
+        return "no display (DISPLAY / WAYLAND_DISPLAY not set)", None
     try:
-        res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=20)
+        res = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the OpenCV GUI probe failed ({exc})"
+        return f"the OpenCV GUI probe failed ({exc})", None
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
-        return f"OpenCV cannot open a window ({last[:160]})"
-    return None
+        return f"OpenCV cannot open a window ({last[:160]})", None
+    for line in res.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == "SCREEN" and fields[1].isdigit() and fields[2].isdigit():
+            return None, (int(fields[1]), int(fields[2]))
+    return None, None
 
 
 def parse_args(argv):
@@ -223,15 +242,20 @@ def parse_args(argv):
     parser.add_argument("--scale", type=float, default=1.0, help="initial window scale factor (the window "
                         "is resizable; it never starts larger than --max-window)")
     parser.add_argument("--max-window", default="1280x800", metavar="WxH",
-                        help="largest initial window size (fits the screen; default 1280x800)")
+                        help="largest initial window size (default 1280x800; never more than 90%% of the "
+                             "screen where tkinter can tell its size)")
     return parser.parse_args(argv)
 
 
-def _window_size(shape, scale: float, max_window: str) -> Tuple[int, int]:
+def window_size(shape, scale: float, max_window: str, screen: Optional[Tuple[int, int]] = None) -> Tuple[int, int]:
+    """Initial window W x H: the image at `scale`, shrunk (aspect kept) to fit `max_window` ('WxH')
+    and 90 % of the screen when its size is known."""
     try:
         max_w, max_h = (int(v) for v in max_window.lower().split("x"))
     except ValueError:
         max_w, max_h = 1280, 800
+    if screen is not None:
+        max_w, max_h = min(max_w, int(screen[0] * 0.9)), min(max_h, int(screen[1] * 0.9))
     s = min(scale, max_w / shape[1], max_h / shape[0])
     return max(1, int(shape[1] * s)), max(1, int(shape[0] * s))
 
@@ -254,7 +278,7 @@ def _run(argv: List[str]) -> int:
 
     args = parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     tracker = args.tracker.rstrip("/")
-    problem = display_problem()
+    problem, screen = probe_display()
     if problem is not None:
         print(f"select_target: {problem}. Run it where a display is available (ssh -X, the robot's desktop), "
               f"or call the tracker's services directly:\n{service_hint(tracker)}", file=sys.stderr)
@@ -304,7 +328,7 @@ def _run(argv: List[str]) -> int:
                 node.get_logger().info(selector.on_answer(what, ok, message))
             img = selector.view()
             if sized != img.shape[:2]:
-                cv2.resizeWindow(window, *_window_size(img.shape, args.scale, args.max_window))
+                cv2.resizeWindow(window, *window_size(img.shape, args.scale, args.max_window, screen))
                 sized = img.shape[:2]
             cv2.imshow(window, img)
             key = cv2.waitKey(10) & 0xFF
