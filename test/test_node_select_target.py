@@ -150,6 +150,8 @@ def test_raw_thermal_and_request_fields():
     rgb[..., 0] = 200
     bgr, thermal = select_target.to_display(array_to_image_msg(rgb, "rgb8"), NumpyImageConverter())
     assert not thermal and bgr[0, 0].tolist() == [0, 0, 200]
+    overlay = array_to_image_msg(np.zeros((10, 12, 3), np.uint8), "bgr8")  # the tracker's thermal overlay
+    assert select_target.to_display(overlay, NumpyImageConverter(), "/ckd_tracker/debug/thermal_image")[1]
     req = select_target.build_request(Selection((10, 20, 30, 40), (7, 8), "camera_thermal", True))
     info = req.camera_info
     assert (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height) == (10, 20, 30, 40)

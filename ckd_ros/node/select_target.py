@@ -83,9 +83,10 @@ def service_hint(tracker: str) -> str:
             f"  ros2 service call {tracker}/clear_target std_srvs/srv/Trigger")
 
 
-def to_display(msg, converter) -> Tuple[np.ndarray, bool]:
+def to_display(msg, converter, topic: str = "") -> Tuple[np.ndarray, bool]:
     """sensor_msgs/Image -> (HxWx3 uint8 BGR to show, is_thermal). Raw thermal (mono16, 16UC1,
-    32FC1, mono8) goes through the one thermal conversion (`frames.thermal.ThermalNormalizer`, minmax)."""
+    32FC1, mono8) goes through the one thermal conversion (`frames.thermal.ThermalNormalizer`, minmax).
+    Thermal: such an encoding, or a topic named thermal (the tracker's bgr8 `debug/thermal_image`)."""
     from ckd_ros.frames.ros_image import decode_rgb, decode_thermal  # noqa: PLC0415
     from ckd_ros.frames.thermal import ThermalNormalizer  # noqa: PLC0415
 
@@ -95,7 +96,7 @@ def to_display(msg, converter) -> Tuple[np.ndarray, bool]:
             return cv2.cvtColor(raw, cv2.COLOR_RGB2BGR), True
         gray = ThermalNormalizer("minmax")(raw)
         return cv2.cvtColor(gray, cv2.COLOR_RGB2BGR), True
-    return cv2.cvtColor(decode_rgb(msg, converter), cv2.COLOR_RGB2BGR), False
+    return cv2.cvtColor(decode_rgb(msg, converter), cv2.COLOR_RGB2BGR), "thermal" in topic.lower()
 
 
 class TargetSelector:
@@ -291,7 +292,7 @@ def _run(argv: List[str]) -> int:
 
     def on_image(msg):
         try:
-            bgr, thermal = to_display(msg, converter)
+            bgr, thermal = to_display(msg, converter, topic)
         except (ImageConversionError, ValueError) as exc:
             node.get_logger().warning(f"{topic}: {exc}", throttle_duration_sec=5.0)
             return
