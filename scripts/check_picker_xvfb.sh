@@ -46,6 +46,9 @@ xdotool key --window "$WIN" q; sleep 2
 kill -0 $PICK 2>/dev/null && { kill -INT $PICK; echo "picker did not quit on q"; fail=1; }
 wait $PICK; rc=$?
 check "q quits with 0 (got $rc)" "[ $rc = 0 ]"
+"$GUI" -m ckd_ros.node.select_target --tracker /ckd_tracker >"$OUT/picker_ctrlc.log" 2>&1 & PICK=$!
+sleep 6; kill -INT $PICK; wait $PICK; rc=$?
+check "picker Ctrl-C exits 0 without a traceback (got $rc)" "[ $rc = 0 ] && ! grep -q Traceback '$OUT/picker_ctrlc.log'"
 kill -INT $CAM; wait $CAM; rc=$?
 check "camera Ctrl-C exits 0 without a traceback (got $rc)" "[ $rc = 0 ] && ! grep -q Traceback '$OUT/camera.log'"
 kill $XV 2>/dev/null

@@ -270,6 +270,7 @@ def main(argv=None) -> int:
 
 def _run(argv: List[str]) -> int:
     import rclpy  # noqa: PLC0415
+    from rclpy.executors import ExternalShutdownException  # noqa: PLC0415
     from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
     from sensor_msgs.msg import Image  # noqa: PLC0415
     from sensor_msgs.srv import SetCameraInfo  # noqa: PLC0415
@@ -338,6 +339,8 @@ def _run(argv: List[str]) -> int:
             if key == ord("c"):
                 selector.set_status("clear_target ...")
                 call("clear", clear_cli, Trigger.Request())
+    except ExternalShutdownException:  # Ctrl-C caught by rclpy's signal handler during spin_once
+        pass
     finally:
         cv2.destroyAllWindows()
         node.destroy_node()
