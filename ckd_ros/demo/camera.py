@@ -155,6 +155,9 @@ def _run(args=None) -> int:
     except ValueError as exc:  # bad parameters: one clear line, non-zero exit
         print(f"synthetic_camera: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # RCLError "publisher's context is invalid": Ctrl-C shut down while publishing
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
