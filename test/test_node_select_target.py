@@ -69,7 +69,9 @@ def test_answers_are_the_nodes_and_shown_in_full():
     sel.on_frame(np.zeros((120, 160, 3), np.uint8), (1, 0), "camera_rgb")
     refusal = ("stamp 12.000000000 not in the frame cache (cached RGB stamps 13.1 .. 15.1; "
                "tracking.init_cache_s sets how far back); use stamp 0 for the newest frame")
-    assert sel.on_answer("set", False, refusal) == "set_target refused: " + refusal
+    shown = sel.on_answer("set", False, refusal)
+    assert shown.startswith("set_target refused: " + refusal)
+    assert "ros2 param set /robot/ckd_tracker tracking.init_cache_s" in shown
     assert sel.on_answer("clear", False, "node inactive") == "clear_target refused: node inactive"
     assert sel.on_answer("clear", True, "cleared") == "target cleared"
     sel.on_answer("set", False, refusal)

@@ -131,6 +131,9 @@ class TargetSelector:
             text = "target cleared" if success else f"clear_target refused: {message}"
         else:
             text = ("OK: " if success else "set_target refused: ") + message
+            if not success and "not in the frame cache" in message:  # a node that does not pin the frame
+                text += (f". The drag took longer than the tracker keeps frames: draw faster, or "
+                         f"ros2 param set {self.tracker} tracking.init_cache_s 10.0")
         self.set_status(text)
         return text
 
