@@ -26,7 +26,9 @@ def picker():
 
 
 def test_long_drag_keeps_the_frozen_frame_and_its_stamp():
-    sel, clock = picker()
+    clock, pins = Clock(), []
+    sel = TargetSelector("/robot/ckd_tracker", "/robot/ckd_tracker/debug/image", clock,
+                         on_freeze=lambda stamp, frame: pins.append((stamp, frame)))
     frame_a = np.zeros((240, 320, 3), np.uint8)
     assert sel.on_mouse(cv2.EVENT_LBUTTONDOWN, 10, 10) is None and "no image yet" in sel.status
     sel.on_frame(frame_a, (5, 100), "camera_rgb")
@@ -37,6 +39,7 @@ def test_long_drag_keeps_the_frozen_frame_and_its_stamp():
         sel.on_mouse(cv2.EVENT_MOUSEMOVE, 40 + k, 30)
     state, line = sel.picture_state()
     assert state == "FROZEN" and "10.0 s old" in line
+    assert pins == [((5, 100), "camera_rgb")]  # pinned once, when it froze
     view = sel.view()
     assert view[120, 200].tolist() == [0, 0, 0]  # still the frozen frame, not the newer ones
     assert view[30, 60].tolist() == [0, 255, 255]  # the drag box
@@ -74,6 +77,10 @@ def test_answers_are_the_nodes_and_shown_in_full():
     assert "ros2 param set /robot/ckd_tracker tracking.init_cache_s" in shown
     assert sel.on_answer("clear", False, "node inactive") == "clear_target refused: node inactive"
     assert sel.on_answer("clear", True, "cleared") == "target cleared"
+    sel.on_answer("pin", True, "pinned the rgb frame rgb 1.0 / thermal 1.0 for 60 s")
+    assert sel.status == "target cleared"  # a successful pin keeps the drag quiet
+    sel.on_answer("pin", False, "stamp 1.0 is no longer cached")
+    assert sel.status == "pin_frame refused: stamp 1.0 is no longer cached"
     sel.on_answer("set", False, refusal)
     style = draw_style((120, 160))
     lines = wrap_text(sel.status, 160 - 2 * style.margin, style)
@@ -154,6 +161,8 @@ def test_raw_thermal_and_request_fields():
     assert not thermal and bgr[0, 0].tolist() == [0, 0, 200]
     overlay = array_to_image_msg(np.zeros((10, 12, 3), np.uint8), "bgr8")  # the tracker's thermal overlay
     assert select_target.to_display(overlay, NumpyImageConverter(), "/ckd_tracker/debug/thermal_image")[1]
+    pin = select_target.build_pin_request((7, 8)).camera_info.header.stamp
+    assert (pin.sec, pin.nanosec) == (7, 8)
     req = select_target.build_request(Selection((10, 20, 30, 40), (7, 8), "camera_thermal", True))
     info = req.camera_info
     assert (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height) == (10, 20, 30, 40)

@@ -3,7 +3,8 @@
 Shows an image topic (default `<tracker>/debug/image`; any RGB or thermal image works, raw 16-bit
 thermal included) in an OpenCV window. Pressing the mouse button freezes the picture, dragging draws
 the box, releasing calls `<tracker>/set_target` with that picture's stamp and frame_id, so the node
-initialises on exactly the frame the box was drawn on and catches up.
+initialises on exactly the frame the box was drawn on and catches up. Where the tracker offers
+`<tracker>/pin_frame`, the picture is pinned there when it freezes, so a drag may take any time.
 
 Keys: drag with the left mouse button = select the target; c = clear the target; q, Esc or the
 window's close button = quit. The window shows the state and age of the picture (LIVE / FROZEN /
@@ -76,6 +77,15 @@ def build_request(selection: Selection):
     return req
 
 
+def build_pin_request(stamp: Tuple[int, int]):
+    """sensor_msgs/srv/SetCameraInfo request for `<tracker>/pin_frame`: only header.stamp (the frozen frame)."""
+    from sensor_msgs.srv import SetCameraInfo  # noqa: PLC0415
+
+    req = SetCameraInfo.Request()
+    req.camera_info.header.stamp.sec, req.camera_info.header.stamp.nanosec = stamp
+    return req
+
+
 def service_hint(tracker: str) -> str:
     """The two `ros2 service call` lines that do what the picker does, for `tracker` (its full name)."""
     return (f"  ros2 service call {tracker}/set_target sensor_msgs/srv/SetCameraInfo "
@@ -104,12 +114,13 @@ class TargetSelector:
 
     Thread-safe (the ROS thread feeds frames). Mouse coordinates are image pixels (the window is
     WINDOW_NORMAL: OpenCV maps window positions back to the image however the window is sized).
-    `clock`: monotonic seconds (tests pass a fake one).
+    `clock`: monotonic seconds (tests pass a fake one); `on_freeze(stamp, frame_id)`: called when a
+    drag freezes a picture (the picker pins it in the tracker).
     """
 
-    def __init__(self, tracker: str = "/ckd_tracker", topic: str = "", clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.tracker, self.topic, self._clock = tracker, topic, clock
+    def __init__(self, tracker: str = "/ckd_tracker", topic: str = "", clock: Callable[[], float] = time.monotonic,
+                 on_freeze: Optional[Callable[[Tuple[int, int], str], None]] = None) -> None:
+        self.tracker, self.topic, self._clock, self._on_freeze = tracker, topic, clock, on_freeze
         self._lock = threading.Lock()
         self._latest = None  # (bgr image, stamp, frame_id, is_thermal, arrival time)
         self._frozen = None
@@ -127,6 +138,10 @@ class TargetSelector:
 
     def on_answer(self, what: str, success: bool, message: str) -> str:
         """The node's real answer to set_target / clear_target, shown in full."""
+        if what == "pin":  # success: the drag goes on quietly; a refusal is shown (the set_target may fail)
+            if not success:
+                self.set_status(f"pin_frame refused: {message}")
+            return f"pin_frame: {message}"
         if what == "clear":
             text = "target cleared" if success else f"clear_target refused: {message}"
         else:
@@ -138,12 +153,13 @@ class TargetSelector:
         return text
 
     def on_mouse(self, event: int, x: int, y: int) -> Optional[Selection]:
+        frozen = None
         with self._lock:
             if event == cv2.EVENT_LBUTTONDOWN:
                 if self._latest is None:
                     self.status = f"no image yet on {self.topic}: nothing to draw on"
                     return None
-                self._frozen = self._latest  # the box belongs to this frame, however long the drag takes
+                self._frozen = frozen = self._latest  # the box belongs to this frame, however long the drag takes
                 self._p0 = self._p1 = (x, y)
             elif event == cv2.EVENT_MOUSEMOVE and self._p0 is not None:
                 self._p1 = (x, y)
@@ -158,6 +174,8 @@ class TargetSelector:
                 selection = Selection(box, stamp, frame_id, thermal)
                 self.status = f"set_target: {selection.describe()} ..."
                 return selection
+        if frozen is not None and self._on_freeze is not None:
+            self._on_freeze(frozen[1], frozen[2])
         return None
 
     def picture_state(self) -> Tuple[str, str]:
@@ -291,7 +309,14 @@ def _run(argv: List[str]) -> int:
     rclpy.init(args=argv)
     node = rclpy.create_node(f"select_target_{uuid.uuid4().hex[:8]}")  # anonymous: several pickers may run
     topic = args.image or f"{tracker}/debug/image"
-    selector = TargetSelector(tracker, topic)
+    pending: List[Tuple[str, object]] = []
+    pin_cli = node.create_client(SetCameraInfo, f"{tracker}/pin_frame")
+
+    def pin(stamp, _frame_id) -> None:  # trackers without ~/pin_frame: the frame cache decides
+        if pin_cli.service_is_ready():
+            pending.append(("pin", pin_cli.call_async(build_pin_request(stamp))))
+
+    selector = TargetSelector(tracker, topic, on_freeze=pin)
     converter = NumpyImageConverter()
 
     def on_image(msg):
@@ -305,7 +330,6 @@ def _run(argv: List[str]) -> int:
     node.create_subscription(Image, topic, on_image, qos_profile_sensor_data)
     set_cli = node.create_client(SetCameraInfo, f"{tracker}/set_target")
     clear_cli = node.create_client(Trigger, f"{tracker}/clear_target")
-    pending: List[Tuple[str, object]] = []
 
     def call(what: str, client, request) -> None:
         if not client.service_is_ready():
@@ -329,7 +353,7 @@ def _run(argv: List[str]) -> int:
             for what, fut in [p for p in pending if p[1].done()]:
                 pending.remove((what, fut))
                 res = fut.result()
-                ok, message = (res.success, res.status_message if what == "set" else res.message)
+                ok, message = (res.success, res.message if what == "clear" else res.status_message)
                 node.get_logger().info(selector.on_answer(what, ok, message))
             img = selector.view()
             if sized != img.shape[:2]:
