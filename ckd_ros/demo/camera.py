@@ -138,6 +138,11 @@ class SyntheticCamera(Node):
 
 
 def main(args=None) -> int:
+    from ckd_ros.node import handle_help
+
+    handle_help("synthetic_camera", "Seeded synthetic RGB-T camera node (demo): publishes rgb8 + mono16 images, "
+                "camera_info, the rig's static TF and the ground-truth box; parameters via --ros-args -p "
+                "name:=value (docs/demo.md).", args)
     try:
         return _run(args)
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down: no traceback
