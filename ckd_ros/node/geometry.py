@@ -90,6 +90,7 @@ class GeometryHelper:
             return self._registration if self.mode == "camera_info" else None
 
     def on_parameters(self, names) -> None:
+        """After a parameter change (`names`: the changed parameter names): recompute when mode/depth changed."""
         if names & {"registration.mode", "registration.depth_m"}:
             self._recompute()
 

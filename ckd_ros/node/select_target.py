@@ -129,10 +129,12 @@ class TargetSelector:
         self.status = "drag a box around the target (c: clear, q: quit)"
 
     def on_frame(self, bgr: np.ndarray, stamp: Tuple[int, int], frame_id: str, thermal: bool = False) -> None:
+        """A new picture (HxWx3 uint8 BGR) with its header stamp (sec, nanosec) and frame_id."""
         with self._lock:
             self._latest = (bgr, stamp, frame_id, thermal, self._clock())
 
     def set_status(self, text: str) -> None:
+        """The bottom lines of the window (wrapped, never cut)."""
         with self._lock:
             self.status = text
 
@@ -153,6 +155,7 @@ class TargetSelector:
         return text
 
     def on_mouse(self, event: int, x: int, y: int) -> Optional[Selection]:
+        """An OpenCV mouse event at image pixel (x, y); the Selection when a drag ends, else None."""
         frozen = None
         with self._lock:
             if event == cv2.EVENT_LBUTTONDOWN:

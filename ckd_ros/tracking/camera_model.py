@@ -266,6 +266,7 @@ class PinholeView:
         self.K = np.asarray(K, dtype=np.float64).reshape(3, 3)
 
     def project(self, rays: np.ndarray) -> np.ndarray:
+        """(N, 3) directions -> (N, 2) pixels u = K r / r_z (float64); NaN rows for r_z <= 0."""
         r = np.asarray(rays, dtype=np.float64).reshape(-1, 3)
         with np.errstate(invalid="ignore", divide="ignore"):
             p = r @ self.K.T

@@ -79,6 +79,7 @@ def wrap_text(text: str, width_px: int, style: DrawStyle) -> list:
 
 
 def draw_box(img_bgr: np.ndarray, box_xywh: Sequence[float], colour, thickness: Optional[int] = None) -> None:
+    """Rectangle (x, y, w, h in pixels) in place; thickness from `draw_style` unless given."""
     thickness = draw_style(img_bgr.shape).line_thickness if thickness is None else thickness
     x, y, w, h = (float(v) for v in box_xywh)
     cv2.rectangle(img_bgr, (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h))),
