@@ -162,6 +162,9 @@ class Calibration:
                 lines.append("note: 4 points always fit exactly (error 0 by construction); add points to measure it")
         if self.fit_error_px is not None:
             lines.append(f"homography vs exact calibrated mapping (distortion): max {self.fit_error_px:.3f} px")
+            if self.fit_error_px > 1.0:
+                lines.append("note: lens distortion bends the mapping; for an exact registration track rectified "
+                             "images (image_proc) with their camera_info (D = 0)")
         lines.append(self.overlap_line())
         lines.append("paste into the node's parameters YAML:")
         lines.append(self.yaml_snippet())
