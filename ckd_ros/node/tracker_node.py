@@ -41,6 +41,7 @@ from ckd_ros.node import diagnostics as diag
 from ckd_ros.node import params
 from ckd_ros.node.detections import build_detections
 from ckd_ros.node.frame_cache import FrameCache, FramePair
+from ckd_ros.node.geometry import GeometryHelper
 from ckd_ros.node.input_sync import PairInput, TimeSync, explain_pairing, fmt_stamp, input_topics, message_types
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
 from ckd_ros.node.qos import input_qos
@@ -79,6 +80,9 @@ class CkdTrackerNode(LifecycleNode):
                              thermal_offset_s=v["sync.thermal_offset"], reorder_window_s=v["sync.reorder_window"],
                              on_jump=self._on_stamp_jump, on_stamp_issue=self.reporter.report)
         self.result_hooks: List[Callable[[Outcome], None]] = []
+        # camera_info + TF registration, target ray (node/geometry.py)
+        self.geometry = GeometryHelper(self, self._values, lambda: self._apply({"registration.homography"}))
+        self.result_hooks.append(self.geometry.publish)
 
         self._backend = None
         self._tracker: Optional[Tracker] = None
@@ -158,6 +162,7 @@ class CkdTrackerNode(LifecycleNode):
     def _apply(self, names) -> None:
         """Rebuild what the changed parameters feed (the `rebuilds` column of the table)."""
         values = self._values
+        self.geometry.on_parameters(names)
         if self._settings is not None and params.names_rebuilding(names, params.SETTINGS):
             self._settings = self._make_settings(values)  # one atomic swap the worker picks up per pair
             self._update_tracker(registration=self._settings.registration)
@@ -179,7 +184,8 @@ class CkdTrackerNode(LifecycleNode):
                 setattr(self._tracker, name, value)
 
     def _make_settings(self, values: Dict[str, Any]) -> Settings:
-        return Settings(normalizer=params.make_normalizer(values), registration=params.make_registration(values),
+        registration = self.geometry.registration() or params.make_registration(values)  # camera_info mode
+        return Settings(normalizer=params.make_normalizer(values), registration=registration,
                         label=values["tracking.label"], slop_s=float(values["sync.slop"]),
                         transports=params.stream_transports(values))
 
@@ -506,6 +512,10 @@ class CkdTrackerNode(LifecycleNode):
         worker = self._worker
         if worker is not None and worker.busy_since is not None:
             extra["worker_busy_s"] = f"{time.monotonic() - worker.busy_since:.2f}"
+        geo_values, geo_warning = self.geometry.diagnostics(self._settings.registration if self._settings else None)
+        extra.update(geo_values)
+        if geo_warning:
+            level, message = max(level, diag.WARN), (geo_warning if level == diag.OK else f"{message}; {geo_warning}")
         stat.summary(diag.level_bytes(level), message)
         for key, value in diag.key_values(snap, extra, self.reporter.totals()):
             stat.add(key, value)

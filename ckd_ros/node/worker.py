@@ -357,9 +357,10 @@ class TrackingWorker:
         self._last_stamp_ns = max(self._last_stamp_ns or 0, last.decoded.pair.rgb_stamp_ns)
         self._emit(last)
         box_txt = ", ".join(f"{v:.1f}" for v in box)
-        return (f"tracking target {self.track_id} from the {how} frame {fmt_stamp(pair.rgb_stamp_ns)}: "
-                f"{frame} box -> RGB box [{box_txt}]; caught up through {done} of {len(newer)} newer "
-                f"frames (state {self.tracker.state.value})")
+        stamp = fmt_stamp(pair.rgb_stamp_ns)  # `how`: which stamp matched; `frame`: the image the box is in
+        where = f"the newest frame {stamp}" if how == "newest" else f"the frame {stamp} ({how} stamp match)"
+        return (f"tracking target {self.track_id} from {where}: {frame} box -> RGB box [{box_txt}]; caught up "
+                f"through {done} of {len(newer)} newer frames (state {self.tracker.state.value})")
 
 
 def _answer(future: concurrent.futures.Future, result) -> None:
