@@ -355,6 +355,8 @@ class CkdTrackerNode(LifecycleNode):
             "synchroniser and frame cache reset")
 
     def _on_clock_jump(self, jump) -> None:
+        if self.stats.snapshot()["counters"].get("pairs_received", 0) == 0:
+            return  # use_sim_time attaching to /clock at start-up: nothing to reset
         self.sync.reset()
         self._reset_input()
         delta = jump.delta.nanoseconds / 1e9 if jump.delta is not None else 0.0
