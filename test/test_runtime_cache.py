@@ -31,7 +31,7 @@ class FakeBuilder:
     def __init__(self, payload=b"ENGINE", delay=0.0):
         self.calls, self.payload, self.delay = 0, payload, delay
 
-    def __call__(self, onnx_path: pathlib.Path, timing_cache: pathlib.Path) -> bytes:
+    def __call__(self, onnx_path: pathlib.Path, timing_cache: pathlib.Path, out: pathlib.Path) -> bytes:
         self.calls += 1
         time.sleep(self.delay)
         return self.payload + b"#%d" % self.calls
@@ -138,7 +138,7 @@ def test_deserialisation_failure_rebuilds_once(tmp_path, onnx_file):
 def test_failed_build_leaves_no_partial_engine(tmp_path, onnx_file):
     cache = ArtifactCache(tmp_path)
 
-    def broken(onnx_path, tc):
+    def broken(onnx_path, tc, out):
         raise CKDError("parser said no")
 
     with pytest.raises(CKDError, match="parser said no"):
@@ -165,7 +165,7 @@ def test_concurrent_threads_build_once(tmp_path, onnx_file):
 
 
 def _proc_worker(root, onnx_file, counter_dir, q):
-    def build(onnx_path, tc):
+    def build(onnx_path, tc, out):
         (pathlib.Path(counter_dir) / f"build-{multiprocessing.current_process().pid}").touch()
         time.sleep(0.5)
         return b"ENGINE"
