@@ -49,10 +49,10 @@ def process_logger(trt, log: Optional[Callable[[str], None]] = None):
     """The process's one trt.ILogger for module `trt` (created on first use). `log` becomes its
     default sink when given. Messages at WARNING and above are forwarded (INFO with verbose sinks)."""
     with _LOCK:
-        logger = _LOGGERS.get(trt.__name__)
-        if logger is None:
-            logger = _make_logger_class(trt)()
-            _LOGGERS[trt.__name__] = logger
+        entry = _LOGGERS.get(id(trt))
+        if entry is None:
+            entry = _LOGGERS[id(trt)] = (trt, _make_logger_class(trt)())  # holds the module: ids stay unique
+        logger = entry[1]
     if log is not None:
         logger.default_sink = as_log(log)
     return logger
