@@ -549,3 +549,30 @@ def fake_network(ins, name, shape):
 def reference(z_rgb, z_tir, x_rgb, x_tir, shapes):
     ins = dict(z_rgb=z_rgb, z_tir=z_tir, x_rgb=x_rgb, x_tir=x_tir)
     return {n: fake_network(ins, n, shapes[n]) for n in ("score_map", "size_map", "offset_map")}
+
+
+def install_fake_gpu_stack(monkeypatch, trt_version="10.3.0", cuda_version="12.6.0", driver="12.6"):
+    """Make this process look like a GPU machine with TensorRT `trt_version` and cuda-python
+    `cuda_version` on a CUDA `driver` driver: (trt module, FakeCudart, GpuInfo)."""
+    import importlib.machinery
+    import sys
+
+    from ckd_ros.runtime import cuda_mem
+    from ckd_ros.runtime import gpu as gpu_mod
+
+    fake = make_tensorrt(trt_version)
+    module = types.ModuleType("tensorrt")
+    module.__dict__.update(vars(fake))
+    module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    cudart = FakeCudart(cuda_version, driver=driver)
+    CURRENT_CUDART[0] = cudart
+    gpu = gpu_mod.GpuInfo(True, "CUDA driver sees 1 device(s)", name="Orin", compute_capability=(8, 7),
+                          driver_version=driver, device_count=1, source="driver", sm_count=16,
+                          l4t_release="R36.4.0", jetson_model="NVIDIA Jetson AGX Orin Developer Kit")
+    monkeypatch.setattr(gpu_mod, "probe_gpu", lambda: gpu)
+    monkeypatch.setattr(gpu_mod, "cuda_python_version", lambda: cuda_version)
+    monkeypatch.setattr(gpu_mod, "installed_tensorrt_cuda_major", lambda: None)
+    monkeypatch.setattr(cuda_mem, "import_cudart", lambda: cudart)
+    monkeypatch.delenv("CKD_TRT_MODULE", raising=False)
+    return module, cudart, gpu
