@@ -122,8 +122,9 @@ def test_choose_auto_decisions():
 def test_auto_checks_every_tensorrt_requirement_before_choosing_it(ort_backend, monkeypatch):
     """A GPU and TensorRT but a cuda-python that cannot talk to the driver: auto must not build for
     minutes and fail; it picks ONNX Runtime and says why in one line."""
-    from ckd_ros.runtime import gpu as gpu_mod
     from trt_fakes import FakeCudart
+
+    from ckd_ros.runtime import gpu as gpu_mod
 
     backend, _ = ort_backend
     gpu = GpuInfo(True, "driver", name="Orin", compute_capability=(8, 7), driver_version="12.2", source="driver")

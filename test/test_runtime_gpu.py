@@ -6,9 +6,10 @@ import subprocess
 import sys
 import types
 
+from trt_fakes import FakeCudart, FakeLibcuda
+
 from ckd_ros.runtime import gpu as gpu_mod
 from ckd_ros.runtime.gpu import GpuInfo, parse_nvidia_smi_csv, probe_gpu_uncached
-from trt_fakes import FakeCudart, FakeLibcuda
 
 
 def test_probe_never_imports_torch_tensorrt_or_cuda_python():

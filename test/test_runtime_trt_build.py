@@ -9,12 +9,12 @@ import time
 
 import numpy as np
 import pytest
+from trt_fakes import TRT_VERSIONS, make_tensorrt
 
 from ckd_ros.errors import BackendError, CheckpointError, CKDError, DependencyError
 from ckd_ros.runtime import trt_build
 from ckd_ros.runtime.trt_build import _Heartbeat, build_engine, build_engine_bytes, make_progress_monitor
 from ckd_ros.runtime.trt_common import create_runtime, process_logger
-from trt_fakes import TRT_VERSIONS, make_tensorrt
 
 
 def tiny_onnx(path, qdq=False, layernorm=False, opset=17):
@@ -31,18 +31,16 @@ def tiny_onnx(path, qdq=False, layernorm=False, opset=17):
                   helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="/dq")]
         x = "xd"
     nodes.append(helper.make_node("Conv", [x, "w"], ["c"], name="/conv"))
-    last = "c"
     if layernorm:
         inits += [numpy_helper.from_array(np.ones(4, np.float32), "g"),
                   numpy_helper.from_array(np.zeros(4, np.float32), "b")]
-        nodes.append(helper.make_node("LayerNormalization", ["c", "g", "b"], ["y"], name="/model/norm1/LayerNormalization",
-                                      axis=-1))
+        nodes.append(helper.make_node("LayerNormalization", ["c", "g", "b"], ["y"],
+                                      name="/model/norm1/LayerNormalization", axis=-1))
     else:
         nodes += [helper.make_node("ReduceMean", ["c"], ["m"], name="/model/norm1/ReduceMean", axes=[-1]),
                   helper.make_node("Sub", ["c", "m"], ["y"], name="/model/norm1/Sub")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], inits)
-    del last
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
     return path
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from trt_fakes import CUDA_PYTHON_VERSIONS, TRT_VERSIONS, install_fake_gpu_stack, reference
 
 from ckd_ros.errors import CheckpointError, CKDError, DependencyError
 from ckd_ros.model import CKDConfig
 from ckd_ros.model.io_spec import io_shapes
 from ckd_ros.runtime import open_backend
 from conftest import shared_path
-from trt_fakes import CUDA_PYTHON_VERSIONS, TRT_VERSIONS, install_fake_gpu_stack, reference
 
 CFG = CKDConfig.preset("parity_mce")
 
@@ -122,8 +122,9 @@ def test_requirements_are_checked_before_anything_is_built(monkeypatch, tmp_path
 
 
 def test_build_engine_int8_cli(monkeypatch, tmp_path, capsys):
-    from ckd_ros.cli import main
     from test_runtime_trt_build import tiny_onnx
+
+    from ckd_ros.cli import main
 
     trt, _, _ = install_fake_gpu_stack(monkeypatch, "10.3.0")
     qdq = tiny_onnx(tmp_path / "q.onnx", qdq=True)

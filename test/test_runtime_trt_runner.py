@@ -14,11 +14,11 @@ import types
 
 import numpy as np
 import pytest
+from trt_fakes import CUDA_PYTHON_VERSIONS, CURRENT_CUDART, FakeCudart, make_tensorrt, reference
 
 from ckd_ros.errors import BackendError, CKDError
 from ckd_ros.model.io_spec import io_shapes
 from ckd_ros.runtime.trt_runner import TensorRTBackend, validate_io
-from trt_fakes import CUDA_PYTHON_VERSIONS, CURRENT_CUDART, FakeCudart, make_tensorrt, reference
 
 CFG = types.SimpleNamespace(template_size=32, search_size=64, feat_size=4, name="tiny")
 
@@ -27,8 +27,8 @@ def make_engine(trt, io=None):
     """A fake ICudaEngine with the CKD I/O of CFG (or `io`: name -> (shape, is_input))."""
     shapes = io_shapes(CFG)
     io = io or {n: (s, n[0] in "zx") for n, s in shapes.items()}
-    desc = {"inputs": [(n, s) for n, (s, i) in io.items() if i], "outputs": [(n, s) for n, (s, i) in io.items() if not i],
-            "version": trt.__version__}
+    desc = {"inputs": [(n, s) for n, (s, i) in io.items() if i],
+            "outputs": [(n, s) for n, (s, i) in io.items() if not i], "version": trt.__version__}
     return trt.Runtime(trt.Logger()).deserialize_cuda_engine(b"PLAN" + json.dumps(desc).encode())
 
 
