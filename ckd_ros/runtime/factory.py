@@ -100,8 +100,9 @@ def open_backend(kind: str = "auto", *, checkpoint=None, onnx=None, preset=None,
     if kind == "torch":
         backend = _open_torch(model, checkpoint, cfg, precision, device, reason)
     elif kind == "tensorrt":
-        from ckd_ros.runtime.trt_engine import TensorRTEngine
+        from ckd_ros.runtime.trt_engine import TensorRTEngine, require_tensorrt
 
+        gpu = require_tensorrt(gpu, trt_module)
         onnx_path = onnx if onnx is not None or model is None else _export_model(cache, model, cfg, logf, gpu,
                                                                                  trt_module)
         engine = TensorRTEngine(onnx_path, cache, checkpoint=checkpoint if onnx is None else None, config=cfg,

@@ -26,6 +26,18 @@ def graph_ops(onnx_path) -> set:
     return {n.op_type for n in proto.graph.node}
 
 
+def require_tensorrt(gpu=None, trt_module: Optional[str] = None, cudart=None):
+    """The GpuInfo when the TensorRT backend can run here; DependencyError naming everything missing
+    (GPU, TensorRT bindings matching the driver, cuda-python matching the driver) otherwise."""
+    from ckd_ros.runtime.gpu import probe_gpu, tensorrt_problems
+
+    gpu = gpu if gpu is not None else probe_gpu()  # before anything touches TensorRT
+    problems = tensorrt_problems(gpu, trt_module or "tensorrt", cudart=cudart)
+    if problems:
+        raise DependencyError("TensorRT backend unusable here: " + "; ".join(problems))
+    return gpu
+
+
 class TensorRTEngine:
     """One ONNX model's TensorRT engine on this machine.
 
@@ -39,7 +51,7 @@ class TensorRTEngine:
     def __init__(self, onnx_path=None, cache: Optional[ArtifactCache] = None, *, checkpoint=None, config=None,
                  precision: str = "fp32", workspace_mb: int = 2048, trt_module: Optional[str] = None,
                  gpu=None, log=None, require_gpu: bool = True, cudart=None):
-        from ckd_ros.runtime.gpu import probe_gpu, tensorrt_problems
+        from ckd_ros.runtime.gpu import probe_gpu
         from ckd_ros.runtime.trt_common import import_tensorrt
 
         if onnx_path is None and checkpoint is None:
@@ -49,12 +61,7 @@ class TensorRTEngine:
         self.precision = check_precision(precision)
         self.workspace_mb = int(workspace_mb)
         self.config = config
-        self.gpu = gpu if gpu is not None else probe_gpu()  # before anything touches TensorRT
-        module = trt_module or "tensorrt"
-        if require_gpu:
-            problems = tensorrt_problems(self.gpu, module, cudart=cudart)
-            if problems:
-                raise DependencyError("TensorRT backend unusable here: " + "; ".join(problems))
+        self.gpu = require_tensorrt(gpu, trt_module, cudart) if require_gpu else (gpu or probe_gpu())
         self.trt = import_tensorrt(trt_module)
         from ckd_ros.model.onnx_meta import export_mode_for_trt
 
