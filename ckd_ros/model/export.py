@@ -40,7 +40,7 @@ from ckd_ros.model.onnx_meta import (
 )
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "FORMAT", "METADATA_KEY", "EXPORT_MODES", "DEFAULT_OPSET", "io_shapes",
-           "export_onnx", "export_checkpoint", "check_graph", "read_metadata", "sidecar_path", "verify_onnx",
+           "export_onnx", "check_graph", "read_metadata", "sidecar_path", "verify_onnx",
            "example_inputs", "debug_output_names", "resolve_mode"]
 DEFAULT_OPSET = EXPORT_MODES["standard"].opset
 MIN_TORCH = (2, 0)
@@ -164,16 +164,6 @@ def export_onnx(model: nn.Module, path, *, mode: Optional[str] = None, opset: Op
         sidecar_path(path).write_text(json.dumps(meta, indent=1, sort_keys=True))
     log(f"exported {path} (opset {opset}, {path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s")
     return meta
-
-
-def export_checkpoint(checkpoint, path, *, config=None, mode: Optional[str] = None, opset: Optional[int] = None,
-                      debug_outputs: bool = False, write_sidecar: bool = True, log=None) -> Dict:
-    from ckd_ros.hashing import file_sha256
-    from ckd_ros.model.checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint, config)
-    return export_onnx(model, path, mode=mode, opset=opset, debug_outputs=debug_outputs, checkpoint=checkpoint,
-                       checkpoint_sha256=file_sha256(checkpoint), write_sidecar=write_sidecar, log=log)
 
 
 def check_graph(proto, opset: Optional[int] = None) -> List[str]:

@@ -20,7 +20,7 @@ from ckd_ros.runtime.base import Backend
 from ckd_ros.runtime.cache import ArtifactCache, as_log
 from ckd_ros.runtime.options import ALIASES, KINDS, PRECISIONS, check_precision, normalise_kind
 
-__all__ = ["open_backend", "choose_auto", "build_engine_cached", "KINDS", "ALIASES", "PRECISIONS"]
+__all__ = ["open_backend", "choose_auto", "KINDS", "ALIASES", "PRECISIONS"]
 
 
 def _installed(module: str) -> bool:
@@ -146,17 +146,3 @@ def _open_torch(model, checkpoint, cfg, precision, device, reason) -> Backend:
 
         model = load_checkpoint(checkpoint, cfg)
     return TorchBackend(model, device=device, precision=precision, reason=reason)
-
-
-def build_engine_cached(onnx_path, cache: ArtifactCache, *, checkpoint=None, config=None, precision: str = "fp32",
-                        workspace_mb: int = 2048, trt_module: Optional[str] = None, gpu=None, log=None,
-                        require_gpu: bool = True):
-    """Build (or find) the engine for `onnx_path` (or `checkpoint`) without loading it:
-    (path, action, key). require_gpu=False: ahead-of-time build without a GPU (TensorRT-RTX)."""
-    from ckd_ros.runtime.trt_engine import TensorRTEngine
-
-    engine = TensorRTEngine(onnx_path, cache, checkpoint=checkpoint, config=config, precision=precision,
-                            workspace_mb=workspace_mb, trt_module=trt_module, gpu=gpu, log=log,
-                            require_gpu=require_gpu)
-    path, action = engine.ensure()
-    return path, action, engine.key

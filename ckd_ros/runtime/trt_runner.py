@@ -221,18 +221,3 @@ class TensorRTBackend(Backend):
             self._cuda.sync(self._stream)
         except CKDError as exc:
             raise BackendError(f"TensorRT context unusable after a failed CUDA graph capture: {exc}") from exc
-
-
-def open_tensorrt_engine(engine_bytes_path, *, trt=None, config=None, log=None, **kw) -> TensorRTBackend:
-    """Deserialise an engine file and wrap it (no cache logic; see runtime.trt_engine for that)."""
-    from ckd_ros.runtime.trt_common import create_runtime, import_tensorrt
-
-    trt = trt if trt is not None else import_tensorrt()
-    runtime = create_runtime(trt, log)
-    with open(engine_bytes_path, "rb") as f:
-        engine = runtime.deserialize_cuda_engine(f.read())
-    if engine is None:
-        raise CheckpointError(f"TensorRT could not deserialise {engine_bytes_path} (built for another TensorRT/GPU?)")
-    return TensorRTBackend(engine, trt=trt, runtime=runtime, config=config, engine_path=engine_bytes_path,
-                           log=log, **kw)
-
