@@ -97,7 +97,7 @@ def test_trt85_export_parses_and_its_norm_layers_are_found(trt_rtx, tmp_path):
 
     import onnx
 
-    from ckd_ros.runtime.trt_build import NORM_SCOPE, parse_onnx
+    from ckd_ros.runtime.trt_build import NORM_SCOPE, has_decomposed_norms, parse_onnx
 
     model = load_checkpoint(shared_path("fixtures", "ckd_parity", "mce.pth"), CKDConfig.preset("parity_mce"))
     std, old = tmp_path / "std.onnx", tmp_path / "trt85.onnx"
@@ -112,3 +112,6 @@ def test_trt85_export_parses_and_its_norm_layers_are_found(trt_rtx, tmp_path):
     names = [network.get_layer(i).name for i in range(network.num_layers)]
     pinned_scopes = {re.sub(r"/[^/]*$", "", n) for n in names if NORM_SCOPE.search(n) and n.startswith("/")}
     assert ln_scopes and ln_scopes == pinned_scopes
+    assert has_decomposed_norms(trt_rtx, network)
+    fused, _ = parse_onnx(trt_rtx, trt_rtx.Builder(logger), logger, std)
+    assert not has_decomposed_norms(trt_rtx, fused)

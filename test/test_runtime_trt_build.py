@@ -17,8 +17,9 @@ from ckd_ros.runtime.trt_build import _Heartbeat, build_engine, build_engine_byt
 from ckd_ros.runtime.trt_common import create_runtime, process_logger
 
 
-def tiny_onnx(path, qdq=False, layernorm=False, opset=17):
-    """A small real ONNX file: Conv (+ Q/DQ) (+ LayerNormalization in a /norm1/ scope)."""
+def tiny_onnx(path, qdq=False, layernorm=False, decomposed=False, opset=17):
+    """A small real ONNX file: Conv (+ Q/DQ) (+ a /model/norm1/ scope: LayerNormalization, or the
+    ReduceMean/Sub of a decomposed one)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -36,22 +37,15 @@ def tiny_onnx(path, qdq=False, layernorm=False, opset=17):
                   numpy_helper.from_array(np.zeros(4, np.float32), "b")]
         nodes.append(helper.make_node("LayerNormalization", ["c", "g", "b"], ["y"],
                                       name="/model/norm1/LayerNormalization", axis=-1))
-    else:
+    elif decomposed:
         nodes += [helper.make_node("ReduceMean", ["c"], ["m"], name="/model/norm1/ReduceMean", axes=[-1]),
                   helper.make_node("Sub", ["c", "m"], ["y"], name="/model/norm1/Sub")]
+    else:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"], name="/head/Relu"))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
     return path
-
-
-def write_meta(onnx_path, mode):
-    import json
-
-    from ckd_ros.model.onnx_meta import FORMAT, sidecar_path
-
-    sidecar_path(onnx_path).write_text(json.dumps({"format": FORMAT, "export_mode": mode, "opset": 16,
-                                                   "config": {}}))
 
 
 @pytest.fixture()
@@ -70,7 +64,7 @@ def test_fp16_build_sets_flags_workspace_and_explicit_batch(model, monkeypatch, 
     assert st.network_flags == (1 if version.startswith("8.") else 0)  # TensorRT 8.x needs EXPLICIT_BATCH
     assert st.pinned == []  # a standard export: no layer pinned
     assert any("[TensorRT WARNING] some layer fell back" in m for m in logs)
-    assert any(f"{version}, fp16, workspace 512 MiB, 3 layers" in m for m in logs)
+    assert any(f"{version}, fp16, workspace 512 MiB, 2 layers" in m for m in logs)
 
 
 @pytest.mark.parametrize("version", TRT_VERSIONS)
@@ -83,8 +77,7 @@ def test_fp32_turns_tf32_off(model, version):
 @pytest.mark.parametrize("version", TRT_VERSIONS)
 def test_decomposed_layernorm_stays_fp32_in_fp16_builds(tmp_path, version):
     """The trt85 export mode: norm-scope layers pinned to FP32, constraints obeyed."""
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
-    write_meta(onnx_path, "trt85")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx", decomposed=True)
     trt = make_tensorrt(version)
     logs = []
     build_engine_bytes(onnx_path, precision="fp16", trt=trt, log=logs.append)

@@ -143,14 +143,12 @@ def pin_norm_layers_fp32(trt, network) -> int:
     return n
 
 
-def _decomposed_norms(onnx_path) -> bool:
-    """True for a `trt85` export (LayerNorm decomposed); read from the file's metadata."""
-    from ckd_ros.model.onnx_meta import mode_of, read_metadata
-
-    try:
-        return mode_of(read_metadata(onnx_path)).fp32_norm_layers
-    except CheckpointError:
-        return False  # a foreign ONNX file: no normalisation scopes we know of
+def has_decomposed_norms(trt, network) -> bool:
+    """True when normalisation scopes hold Reduce layers: LayerNorm exported decomposed (export mode
+    `trt85`, opset 16) rather than as one NORMALIZATION layer. Read from the parsed network, so it
+    needs no metadata and holds for foreign ONNX files too."""
+    reduce_type = getattr(trt.LayerType, "REDUCE", None)
+    return any(layer.type == reduce_type and NORM_SCOPE.search(layer.name or "") for layer in _layers(network))
 
 
 def _flag(trt, name: str, precision: str):
@@ -177,7 +175,7 @@ def _configure_precision(trt, config, network, precision: str, onnx_path, log) -
             config.set_flag(fp16)
     else:
         config.set_flag(_flag(trt, "FP16", precision))
-    if _decomposed_norms(onnx_path):
+    if has_decomposed_norms(trt, network):
         n = pin_norm_layers_fp32(trt, network)
         config.set_flag(_flag(trt, "OBEY_PRECISION_CONSTRAINTS", precision))
         log(f"engine build: {n} normalisation layers kept in FP32 (LayerNorm decomposed for TensorRT < 8.6)")
