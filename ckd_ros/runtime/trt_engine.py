@@ -64,6 +64,9 @@ class TensorRTEngine:
         self.gpu = require_tensorrt(gpu, trt_module, cudart) if require_gpu else (gpu or probe_gpu())
         self.trt = import_tensorrt(trt_module)
         from ckd_ros.model.onnx_meta import export_mode_for_trt
+        from ckd_ros.runtime.trt_common import process_logger
+
+        process_logger(self.trt, self.log)  # TensorRT messages outside a build (inference) go here
 
         self.mode = export_mode_for_trt(self.trt.__version__)
         self.onnx_path = self._onnx_for_this_parser(onnx_path, checkpoint)
@@ -119,11 +122,12 @@ class TensorRTEngine:
         """(runtime, engine, path, action): deserialised engine; a cached engine TensorRT refuses is
         rebuilt once."""
         from ckd_ros.runtime.engine_cache import load_engine
-        from ckd_ros.runtime.trt_common import create_runtime
+        from ckd_ros.runtime.trt_common import create_runtime, process_logger
 
         runtime = create_runtime(self.trt, self.log)
-        engine, path, action = load_engine(self.onnx_path, self.key, self._build, runtime.deserialize_cuda_engine,
-                                           self.cache, log=self.log)
+        with process_logger(self.trt).capture(self.log):
+            engine, path, action = load_engine(self.onnx_path, self.key, self._build, runtime.deserialize_cuda_engine,
+                                               self.cache, log=self.log)
         return runtime, engine, path, action
 
     def open_backend(self, *, cuda_graph: bool = False, reason: str = "", cudart=None):
