@@ -9,7 +9,7 @@ import sys
 from ckd_ros.errors import CKDError
 from ckd_ros.model.config import PRESETS
 from ckd_ros.model.onnx_meta import EXPORT_MODES
-from ckd_ros.runtime.options import PRECISIONS
+from ckd_ros.runtime.options import KINDS, PRECISIONS
 
 
 def _log(msg: str) -> None:
@@ -104,7 +104,7 @@ def cmd_bench(args) -> int:
         raise CKDError("--iters must be >= 1 and --warmup >= 0")
     kinds = _csv(args.backend)
     if kinds == ["all"]:
-        kinds = ["torch", "onnxruntime", "tensorrt"]
+        kinds = [k for k in KINDS if k != "auto"]
     machine = machine_description()
     rows = run_bench(_csv(args.preset), kinds, _csv(args.precision), checkpoint=args.checkpoint,
                      warmup=args.warmup, iters=args.iters, threads=args.threads, cache_dir=args.cache_dir,
