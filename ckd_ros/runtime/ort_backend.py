@@ -84,7 +84,8 @@ def choose_providers(available: List[str], device: Optional[str], precision: str
     if device == "auto":
         if "CUDAExecutionProvider" in available and gpu_ok:
             return [cuda, cpu], "CUDA provider and a GPU present"
-        why = "no GPU" if not gpu_ok else "CUDA provider not installed"
+        why = "no GPU" if not gpu_ok else "CUDA provider not installed" + (
+            f": {GPU_WHEEL_HINT}" if _both_wheels_installed() else "")
         return [cpu], f"CPU ({why})"
     if device == "cuda":
         if "CUDAExecutionProvider" not in available:
