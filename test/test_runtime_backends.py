@@ -215,6 +215,16 @@ def test_bad_requests_are_ckd_errors(tmp_path, ort_backend):
                            gpu_ok=False)
 
 
+def test_cpu_wheel_beside_the_gpu_wheel_is_named(monkeypatch):
+    from ckd_ros.runtime import ort_backend as ort_mod
+
+    monkeypatch.setattr(ort_mod, "_both_wheels_installed", lambda: True)
+    prov, why = choose_providers(["CPUExecutionProvider"], "auto", "fp32", gpu_ok=True)
+    assert prov == ["CPUExecutionProvider"] and "hides the CUDA provider" in why
+    with pytest.raises(CKDError, match="pip uninstall -y onnxruntime onnxruntime-gpu"):
+        choose_providers(["CPUExecutionProvider"], "cuda", "fp32", gpu_ok=True)
+
+
 def test_onnxruntime_provider_choice():
     cpu_only = ["CPUExecutionProvider"]
     gpu_ort = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
