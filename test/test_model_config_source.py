@@ -89,3 +89,14 @@ def test_exporter_refuses_torch_older_than_2(monkeypatch):
     monkeypatch.setattr(torch, "__version__", "1.13.1")
     with pytest.raises(DependencyError, match=r"ONNX export needs torch >= 2.0 \(found 1.13.1\)"):
         export._torch_export_kwargs()
+
+
+def test_export_mode_from_mode_or_opset():
+    from ckd_ros.model.export import resolve_mode
+
+    assert resolve_mode().name == "standard" and resolve_mode(opset=16).name == "trt85"
+    assert resolve_mode("trt85").opset == 16 and resolve_mode(opset=17).opset == 17
+    with pytest.raises(CKDError, match="opset 15 is not an export mode's: 17 .standard., 16 .trt85."):
+        resolve_mode(opset=15)
+    with pytest.raises(CKDError, match="uses opset 17, not 16"):
+        resolve_mode("standard", 16)

@@ -90,7 +90,11 @@ def resolve_mode(mode: Optional[str] = None, opset: Optional[int] = None) -> Exp
         return m
     if opset is None:
         return export_mode(None)
-    return EXPORT_MODES["trt85"] if int(opset) < 17 else EXPORT_MODES["standard"]
+    for m in EXPORT_MODES.values():
+        if m.opset == int(opset):
+            return m
+    raise CKDError(f"opset {opset} is not an export mode's: "
+                   + ", ".join(f"{m.opset} ({m.name})" for m in EXPORT_MODES.values()))
 
 
 def _torch_export_kwargs() -> Dict:
