@@ -64,7 +64,7 @@ def test_install_hints_match_driver_and_jetpack():
     jp5 = GpuInfo(True, "t", driver_version="11.4", l4t_release="R35.4.1")
     desk = GpuInfo(True, "t", driver_version="12.4")
     assert gpu_mod.cuda_python_hint(jp6) == "pip install 'cuda-python>=12.6,<12.7'"  # not 12.9
-    assert gpu_mod.cuda_python_hint(jp5) == "pip install 'cuda-python>=11.4,<11.5'"
+    assert gpu_mod.cuda_python_hint(jp5) == "pip install 'cuda-python>=11.5,<12'"  # PyPI's oldest 11.x
     assert "python3-libnvinfer" in gpu_mod.tensorrt_hint(jp6)
     assert gpu_mod.tensorrt_hint(desk) == "pip install 'tensorrt-cu12<11'"  # not TensorRT 11 / CUDA 13
     assert gpu_mod.tensorrt_hint(GpuInfo(True, "t", driver_version="13.0")) == "pip install 'tensorrt-cu13'"

@@ -218,10 +218,12 @@ def _major_minor(version: Optional[str]) -> Optional[Tuple[int, int]]:
 
 def cuda_python_hint(gpu: GpuInfo) -> str:
     """pip line for the cuda-python that matches the driver's CUDA version (JetPack 6: 12.2 / 12.6,
-    not the newest 12.x; JetPack 5: 11.4)."""
+    not the newest 12.x; JetPack 5, CUDA 11.4: 11.5-11.x, PyPI has no older 11.x)."""
     mm = _major_minor(gpu.driver_version)
     if mm is None:
         return "pip install cuda-python matching your driver's CUDA version (nvidia-smi shows it)"
+    if mm[0] <= 11:  # PyPI's oldest 11.x is 11.5; CUDA 11 minor-version compatibility covers 11.4
+        return "pip install 'cuda-python>=11.5,<12'"
     return f"pip install 'cuda-python>={mm[0]}.{mm[1]},<{mm[0]}.{mm[1] + 1}'"
 
 
