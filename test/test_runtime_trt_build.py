@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from trt_fakes import TRT_VERSIONS, make_tensorrt
 
+pytest.importorskip("onnx", reason="the fake TensorRT parser reads real ONNX files (onnx not installed)")
+
 from ckd_ros.errors import BackendError, CheckpointError, CKDError, DependencyError
 from ckd_ros.runtime import trt_build
 from ckd_ros.runtime.trt_build import _Heartbeat, build_engine, build_engine_bytes, make_progress_monitor

@@ -14,6 +14,7 @@ from ckd_ros.model.io_spec import io_shapes
 from ckd_ros.runtime import open_backend
 from conftest import shared_path
 
+pytestmark = pytest.mark.torch  # the models are exported here (torch); robot jobs deselect it
 CFG = CKDConfig.preset("parity_mce")
 
 

@@ -108,8 +108,10 @@ def parse_onnx(trt, builder, logger, onnx_path):
         parser.parse(onnx_path.read_bytes())
     if not ok:
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        hint = ("; TensorRT < 8.6 has no LayerNormalization: re-export with `ckd export --mode trt85`"
+                if any("LayerNormalization" in e for e in errors) else "")
         raise CheckpointError(f"TensorRT ({trt.__name__} {trt.__version__}) could not parse {onnx_path.name}: "
-                              + " | ".join(errors[:5]))
+                              + " | ".join(errors[:5]) + hint)
     return network, parser
 
 

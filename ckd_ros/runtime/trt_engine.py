@@ -18,12 +18,22 @@ from ckd_ros.runtime.cache import ArtifactCache, as_log
 from ckd_ros.runtime.options import check_precision
 
 
-def graph_ops(onnx_path) -> set:
-    """Operator types of an ONNX file's main graph (no external data loaded)."""
-    import onnx
+def has_fused_layernorm(onnx_path) -> bool:
+    """True when the file holds LayerNormalization (export mode `standard`), which TensorRT 8.5
+    cannot parse. Read from the `ckd export` sidecar/metadata; without them from the graph (needs
+    the onnx package); where neither is possible False, and TensorRT's parser says it instead."""
+    from ckd_ros.model.onnx_meta import mode_of, read_metadata
 
+    try:
+        return not mode_of(read_metadata(onnx_path)).fp32_norm_layers
+    except (CheckpointError, ImportError):
+        pass
+    try:
+        import onnx
+    except ImportError:
+        return False
     proto = onnx.load(str(onnx_path), load_external_data=False)
-    return {n.op_type for n in proto.graph.node}
+    return any(n.op_type == "LayerNormalization" for n in proto.graph.node)
 
 
 def require_tensorrt(gpu=None, trt_module: Optional[str] = None, cudart=None):
@@ -81,7 +91,7 @@ class TensorRTEngine:
                                   log=self.log)
             return pathlib.Path(path)
         onnx_path = pathlib.Path(onnx_path)
-        if self.mode.name == "trt85" and "LayerNormalization" in graph_ops(onnx_path):
+        if self.mode.name == "trt85" and has_fused_layernorm(onnx_path):
             if checkpoint is not None:
                 from ckd_ros.runtime.onnx_cache import ensure_onnx
 
