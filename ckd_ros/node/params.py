@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ckd_ros.errors import ParameterError
 from ckd_ros.frames.thermal import ThermalNormalizer
+from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 from ckd_ros.tracking import Registration, TrackerParams
 
 # when a parameter may change
@@ -32,7 +33,6 @@ SYNC = "sync"  # the synchroniser's slop / offset / delay window
 CACHE = "cache"  # the set_target frame cache bounds
 
 IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-PRESETS = ("vitb_mce", "vitb", "vitb_ce", "demo_small")
 TRANSPORTS = ("raw", "compressed")
 
 
@@ -86,9 +86,9 @@ SPECS: List[ParamSpec] = [
     ParamSpec("model.preset", "vitb_mce", "network configuration of an official checkpoint (converted and "
               "ONNX files carry their own)", UNCONFIGURED, choices=PRESETS),
     ParamSpec("backend", "auto", "inference backend; auto = TensorRT on a GPU, else ONNX Runtime",
-              UNCONFIGURED, choices=("auto", "tensorrt", "onnxruntime", "torch")),
-    ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson)", UNCONFIGURED,
-              choices=("fp16", "fp32")),
+              UNCONFIGURED, choices=KINDS),
+    ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson; int8 needs a QDQ ONNX "
+              "file from `ckd quantize`)", UNCONFIGURED, choices=PRECISIONS),
     ParamSpec("device", "", "torch/onnxruntime device, e.g. cuda:0 or cpu; empty: automatic", UNCONFIGURED),
     ParamSpec("engine.cache_dir", "", "TensorRT engine cache; empty: the user cache dir (never the "
               "install dir)", UNCONFIGURED),

@@ -11,6 +11,7 @@ from typing import List
 import numpy as np
 
 from ckd_ros.errors import CKDError
+from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 
 THERMAL_CHOICES = ("auto", "minmax", "percentile", "fixed", "none")
 
@@ -38,12 +39,12 @@ def register(subparsers) -> None:
                      help="also write an RGB | thermal overlay video (mp4v)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     be = p.add_argument_group("backend")
-    be.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    be.add_argument("--backend", default="auto", choices=KINDS)
     be.add_argument("--checkpoint", type=pathlib.Path, default=None,
                     help="official .pth.tar or converted file")
     be.add_argument("--onnx", type=pathlib.Path, default=None, help="exported ONNX model")
-    be.add_argument("--preset", default=None, help="model preset (vitb_mce, vitb, demo_small)")
-    be.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    be.add_argument("--preset", default=None, help=f"model preset ({', '.join(PRESETS)})")
+    be.add_argument("--precision", default="fp32", choices=PRECISIONS)
     be.add_argument("--device", default=None, help="e.g. cuda:0 or cpu")
     th = p.add_argument_group("thermal")
     th.add_argument("--thermal-norm", default="auto", choices=THERMAL_CHOICES,
