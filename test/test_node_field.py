@@ -462,3 +462,41 @@ def test_clock_jump_back_resets_the_input(make_harness):
             break
     values = h.last_diag_values(start)
     assert values is not None and "clock jumped -30." in values["_message"], values
+
+
+def test_node_tracks_exactly_like_the_offline_tracker(make_harness):
+    """Pair by pair (each published after the previous detection), the node's boxes equal the offline
+    Tracker's on the same frames, thermal at half resolution through a homography."""
+    import numpy as np
+
+    from ckd_ros.node import params
+    from ckd_ros.tracking import Registration, Tracker
+
+    scene = MovingTarget(thermal_scale=0.5)
+    overrides = dict(NEVER_LOST, **{"registration.homography": scene.homography(),
+                                    "thermal.normalization": "percentile"})
+    h = make_harness(overrides=overrides)
+    wait_active(h)
+    base = time.time_ns()
+    rgb, tir = scene.frame(0)
+    h.publish_pair(rgb, tir, base)
+    assert wait_for(lambda: len(h.node.cache) >= 1, 5.0)
+    assert h.set_target(scene.box(0), stamp_ns=base).success
+    got = {}
+    for k in range(1, 16):
+        n = h.n_dets()
+        rgb, tir = scene.frame(k)
+        h.publish_pair(rgb, tir, base + k * STEP)
+        assert wait_for(lambda n=n: h.n_dets() > n, 10.0), f"no detection for frame {k}"
+        det = h.dets_since(n)[-1]
+        c = det.detections[0].bbox
+        got[k] = (c.center.position.x - c.size_x / 2, c.center.position.y - c.size_y / 2, c.size_x, c.size_y)
+    values = dict(params.defaults(), **overrides)
+    offline = Tracker(h.node._backend, params.make_tracker_params(values), Registration(scene.homography()))
+    normalizer = params.make_normalizer(values)
+    rgb, tir = scene.frame(0)
+    offline.initialize(rgb, normalizer(tir), scene.box(0))
+    for k in range(1, 16):
+        rgb, tir = scene.frame(k)
+        box = offline.track(rgb, normalizer(tir)).box_xywh
+        np.testing.assert_allclose(got[k], box, atol=1e-3, err_msg=f"frame {k}")
