@@ -94,11 +94,7 @@ def run(args) -> int:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from ckd_ros.node import tracker_node
     from ckd_ros.node.tracker_node import CkdTrackerNode
-
-    if hasattr(tracker_node, "configure_process"):  # what the node executable's main() does
-        tracker_node.configure_process()
 
     class NullNetwork:
         """The real backend for the template; every search returns the maps of its first inference."""

@@ -514,25 +514,12 @@ class CkdTrackerNode(LifecycleNode):
         return stat
 
 
-SWITCH_INTERVAL_S = 0.001  # GIL hand-over: the worker gets the GIL ~1 ms after a pair arrives, not 5 ms
-
-
-def configure_process() -> None:
-    """Process-wide settings of the node executable (also used by benchmarks/bench_node_latency.py).
-
-    Python hands the GIL between threads every 5 ms by default: a pair handed to the waiting worker
-    while an executor thread deserialises the next image waited up to that long. 1 ms bounds it.
-    """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
 def main(args=None) -> int:
     from ckd_ros.node import handle_help
 
     handle_help("ckd_tracker", "CKD RGB-thermal tracker lifecycle node. Parameters: config/ckd_tracker.yaml "
                 "(--ros-args --params-file FILE); usually started with `ros2 launch ckd_ros ckd_tracker.launch.py`.",
                 args)
-    configure_process()
     rclpy.init(args=args)
     node = None
     executor = MultiThreadedExecutor(num_threads=4)
