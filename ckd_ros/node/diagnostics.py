@@ -305,6 +305,10 @@ def make_updater(node, task: str, fill: Callable, callback_group=None):
             updater = diagnostic_updater.Updater(node, period=1.0, starting_up_status=None)
         except TypeError:  # older diagnostic_updater without the argument
             updater = diagnostic_updater.Updater(node, period=1.0)
+        if callback_group is not None:  # its own group: a slow status never blocks the default group
+            updater.timer.cancel()
+            node.destroy_timer(updater.timer)
+            updater.timer = node.create_timer(updater.period, updater.update, callback_group=callback_group)
     updater.node_name = fqn
     updater.setHardwareID(fqn)
     updater.add(task, fill)
