@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = {
     "bench": "ckd_ros.runtime.cli",
     "track": "ckd_ros.tracking.cli",
     "calibrate": "ckd_ros.tracking.cli",
+    "bag": "ckd_ros.tracking.cli",
     "eval": "ckd_ros.eval.cli",
     "benchmark": "ckd_ros.eval.cli",
     "train": "ckd_ros.train.cli",

@@ -16,6 +16,7 @@ from typing import Callable
 import message_filters
 from rclpy.duration import Duration
 
+from ckd_ros.frames.pairing import match_approximate, trim_queue
 from ckd_ros.node.frame_cache import FramePair
 
 _ARRIVALS_KEPT = 256
@@ -38,6 +39,21 @@ class StampGuard(message_filters.SimpleFilter):
             self.signalMessage(msg)
 
 
+class StampSynchronizer(message_filters.ApproximateTimeSynchronizer):
+    """message_filters' ApproximateTimeSynchronizer with its pairing rule taken from
+    `ckd_ros.frames.pairing.match_approximate` (the same rule `ckd track --bag` applies offline)."""
+
+    def add(self, msg, my_queue, my_queue_index=None):
+        stamp = stamp_ns(msg)
+        with self.lock:
+            my_queue[stamp] = msg
+            trim_queue(my_queue, self.queue_size)
+            stamps = match_approximate(self.queues, my_queue_index, stamp, self.slop.nanoseconds)
+            if stamps is not None:
+                msgs = [q.pop(s) for q, s in zip(self.queues, stamps)]
+                self.signalMessage(*msgs)
+
+
 class PairInput:
     """Owns the two subscriptions and the synchroniser; calls `on_pair(FramePair)` on the executor thread."""
 
@@ -57,7 +73,7 @@ class PairInput:
         self.thermal_sub = message_filters.Subscriber(node, msg_type, thermal_topic, qos_profile=qos,
                                                       callback_group=callback_group)
         guards = [StampGuard(self.rgb_sub, "rgb", self._guard), StampGuard(self.thermal_sub, "thermal", self._guard)]
-        self.sync = message_filters.ApproximateTimeSynchronizer(guards, queue_size, slop)
+        self.sync = StampSynchronizer(guards, queue_size, slop)
         self.sync.registerCallback(self._pair)
 
     def _guard(self, stream: str, msg) -> bool:

@@ -83,6 +83,38 @@ def register(subparsers) -> None:
     tr.add_argument("--lost-frames", type=int, default=5)
     p.set_defaults(func=run_track)
 
+    b = subparsers.add_parser(
+        "bag", help="rosbag2 tools: record a sequence as an MCAP bag (ckd bag write)",
+        description="rosbag2 files for the node and `ckd track --bag` (see docs/tracking.md).")
+    bsub = b.add_subparsers(dest="bag_command", metavar="ACTION")
+    bsub.required = True
+    w = bsub.add_parser(
+        "write", help="record an image-folder pair, a dataset sequence or a synthetic scene as an MCAP bag",
+        description="Writes sensor_msgs/Image rgb8 RGB and mono8/mono16 thermal (as stored) with header stamps "
+                    "at --fps, frame ids, and the ground truth as vision_msgs/Detection2DArray on --gt-topic.")
+    w.add_argument("out", type=pathlib.Path, metavar="OUT_BAG", help="new rosbag2 folder to create")
+    wsrc = w.add_argument_group("input (one of)")
+    wsrc.add_argument("--sequence", type=pathlib.Path, metavar="DIR",
+                      help="dataset sequence folder (LasHeR/RGBT234/RGBT210/GTOT/VTUAV layouts; its GT file)")
+    wsrc.add_argument("--rgb", type=pathlib.Path, metavar="PATH", help="RGB image folder or video")
+    wsrc.add_argument("--thermal", type=pathlib.Path, metavar="PATH", help="thermal image folder or video")
+    wsrc.add_argument("--gt", type=pathlib.Path, default=None, metavar="FILE",
+                      help="with --rgb/--thermal: ground-truth file, one x,y,w,h row per frame")
+    wsrc.add_argument("--synthetic", type=int, default=None, metavar="SEED",
+                      help="a synthetic scene (ckd_ros.synthetic) with this seed: 16-bit thermal")
+    wsrc.add_argument("--scenario", default=None, help="--synthetic: scenario (default: from the seed)")
+    wsrc.add_argument("--size", default="320x256", metavar="WxH", help="--synthetic: frame size (default 320x256)")
+    w.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="at most N frames (--synthetic: exactly N, default 60)")
+    w.add_argument("--fps", type=float, default=30.0, help="frame rate of the header stamps (default 30)")
+    w.add_argument("--start", default="1700000000", metavar="SEC", help="stamp of frame 0 in seconds")
+    w.add_argument("--rgb-topic", default="/rgb/image")
+    w.add_argument("--thermal-topic", default="/thermal/image")
+    w.add_argument("--gt-topic", default="/ground_truth")
+    w.add_argument("--rgb-frame-id", default="camera_rgb")
+    w.add_argument("--thermal-frame-id", default="camera_thermal")
+    w.set_defaults(func=run_bag_write)
+
     c = subparsers.add_parser(
         "calibrate", help="estimate the thermal -> RGB homography from point correspondences",
         description="Reads >= 4 rows 'thermal_x thermal_y rgb_x rgb_y' (CSV/text or YAML), fits a "
@@ -228,7 +260,7 @@ def _stamp_ns(value: Optional[str]) -> Optional[int]:
         return None
     m = re.fullmatch(r"\s*(\d+)(?:\.(\d{0,9}))?\s*", str(value))
     if m is None:
-        raise InputError(f"--init-stamp {value!r} must be seconds like 1700000000.25 (a header stamp)")
+        raise InputError(f"stamp {value!r} must be seconds like 1700000000.25 (a header stamp)")
     return int(m.group(1)) * 10**9 + int((m.group(2) or "").ljust(9, "0") or 0)
 
 
@@ -419,6 +451,65 @@ def run_track(args) -> int:
               "(the track was held at the last good box; an FP16 engine that overflows does this: try fp32)",
               file=sys.stderr)
     print(json.dumps(summary))
+    return 0
+
+
+def _bag_write_input(args):
+    """(frames iterable, GT boxes or None, frame count or None) for `ckd bag write`."""
+    from ckd_ros.frames.datasets import read_gt_file
+    from ckd_ros.frames.folders import FrameSource, detect_layout
+
+    chosen = [f for f, v in (("--sequence", args.sequence), ("--rgb/--thermal", args.rgb or args.thermal),
+                             ("--synthetic", args.synthetic is not None)) if v]
+    if len(chosen) != 1:
+        raise InputError("give one input: --sequence DIR, --rgb PATH --thermal PATH, or --synthetic SEED")
+    if args.synthetic is not None:
+        from ckd_ros.synthetic import make_sequence
+
+        m = re.fullmatch(r"(\d+)x(\d+)", args.size)
+        if m is None:
+            raise ParameterError(f"--size {args.size!r} must be WxH, e.g. 320x256")
+        try:
+            seq = make_sequence(args.synthetic, args.frames or 60, (int(m.group(1)), int(m.group(2))), args.scenario)
+        except ValueError as exc:
+            raise ParameterError(f"--synthetic: {exc}") from None
+        return zip(seq.rgb, seq.thermal16), [list(map(float, b)) for b in seq.boxes], len(seq)
+    gt_file = args.gt
+    if args.sequence is not None:
+        rgb_path, tir_path, found = detect_layout(args.sequence)
+        gt_file = gt_file or found
+    elif args.rgb is not None and args.thermal is not None:
+        rgb_path, tir_path = args.rgb, args.thermal
+    else:
+        raise InputError("--rgb needs --thermal (and the other way round)")
+    rgb_src, tir_src = FrameSource(rgb_path), FrameSource(tir_path, unchanged=True)
+    n = min(len(rgb_src), len(tir_src))
+    if args.frames is not None:
+        n = min(n, args.frames)
+    boxes = None
+    if gt_file is not None:
+        rows = read_gt_file(gt_file, corners=gt_file.name.startswith("groundTruth_"))
+        stride = 10 if len(rows) < len(rgb_src) and len(rows) == -(-len(rgb_src) // 10) else 1  # VTUAV: every 10th
+        boxes = [None] * n
+        for i, row in enumerate(rows):
+            if i * stride < n:
+                boxes[i * stride] = [float(v) for v in row]
+    frames = ((rgb, tir) for i, (rgb, tir) in enumerate(zip(rgb_src, tir_src)) if i < n)
+    return frames, boxes, n
+
+
+def run_bag_write(args) -> int:
+    from ckd_ros.frames.rosbag import write_bag
+
+    frames, boxes, n = _bag_write_input(args)
+    stamps = write_bag(args.out, frames, args.fps, boxes, rgb_topic=args.rgb_topic, thermal_topic=args.thermal_topic,
+                       gt_topic=args.gt_topic, rgb_frame_id=args.rgb_frame_id,
+                       thermal_frame_id=args.thermal_frame_id, start_ns=_stamp_ns(args.start))
+    if not stamps:
+        raise FrameError("no frames were read; nothing recorded")
+    print(json.dumps({"bag": str(args.out), "frames": len(stamps), "first_stamp": format_stamp(stamps[0]),
+                      "last_stamp": format_stamp(stamps[-1]), "topics": [args.rgb_topic, args.thermal_topic]
+                      + ([args.gt_topic] if boxes is not None else [])}))
     return 0
 
 
