@@ -134,7 +134,7 @@ def test_pairing_rule_is_message_filters_rule():
         ours, theirs = [], []
         inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
         sync = message_filters.ApproximateTimeSynchronizer(inputs, queue, slop_s)
-        sync.registerCallback(lambda a, b: theirs.append((a.tag, b.tag)))
+        sync.registerCallback(lambda a, b, out=theirs: out.append((a.tag, b.tag)))
         pairer = ApproximatePairer(slop_s, queue)
         for i, (stream, ns) in enumerate(events):
             tag = f"{stream}:{ns}:{i}"

@@ -41,9 +41,9 @@ def demo_backend(_values):
 
 def bag_messages(bag: pathlib.Path, topics):
     """(topic, raw CDR bytes, header stamp ns) in the bag's log order, read with rosbags."""
-    from ckd_ros.frames.rosbag import header_stamp_ns, typestore
-
     from rosbags.rosbag2 import Reader
+
+    from ckd_ros.frames.rosbag import header_stamp_ns, typestore
 
     store = typestore()
     with Reader(bag) as reader:
@@ -105,7 +105,7 @@ def test_node_boxes_equal_ckd_track_on_the_same_bag(ctx, tmp_path, capsys):
                 assert wait_for(lambda: h.node.cache.newest() is not None, 20.0), "frame 0 never reached the node"
                 res = h.set_target(init, stamp_ns=stamp)
                 assert res.success, res.status_message
-            wait_for(lambda: (collect() or True) and stamp in node_boxes, 20.0)
+            wait_for(lambda s=stamp: (collect() or True) and s in node_boxes, 20.0)
         collect()
     finally:
         h.close()

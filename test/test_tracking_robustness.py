@@ -12,8 +12,7 @@ from ckd_ros.boxes import MAX_BOX_TO_FRAME, check_box
 from ckd_ros.cli import main
 from ckd_ros.errors import BoxError, CKDError
 from ckd_ros.runtime.base import Backend
-from ckd_ros.tracking import Tracker, TrackerParams, TrackState
-from ckd_ros.tracking import preprocess
+from ckd_ros.tracking import Tracker, TrackerParams, TrackState, preprocess
 from ckd_ros.tracking.postprocess import maps_finite
 from ckd_ros.tracking.preprocess import sample_target
 

@@ -341,8 +341,8 @@ class _ResultFile:
         lines = result_lines(results, self.as_int, self.stamped)
         if status != "complete":
             of = f" of {self.total}" if self.total else ""
-            lines.insert(0, f"# PARTIAL: {len(results)}{of} frames ({note or 'run in progress, or stopped before its end'}); "
-                            f"see {provenance_path(self.path).name}")
+            why = note or "run in progress, or stopped before its end"
+            lines.insert(0, f"# PARTIAL: {len(results)}{of} frames ({why}); see {provenance_path(self.path).name}")
         self.provenance.update(status=status, frames_written=len(results), note=note or None,
                                updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         write_provenance(provenance_path(self.path), self.provenance)
