@@ -79,8 +79,8 @@ class TrackerSpec:
         return ThermalConverter(self.thermal_norm)
 
     def provenance(self, tracker=None) -> Dict:
-        """The provenance record of results made with this spec (`tracker`: the built one, whose
-        backend tells what 'auto' resolved to; None in the parent of worker processes)."""
+        """The provenance record of results made with this spec (`tracker`: a built one, whose backend
+        tells what 'auto' resolved to; None: resolved as `open_backend` will, without opening one)."""
         from ckd_ros.tracking import TrackerParams
         from ckd_ros.tracking.provenance import make_provenance, model_record, tracker_record
 
@@ -214,9 +214,9 @@ def run_benchmark(dataset: Dataset, results_dir: Path, spec, workers: int = 1, p
     from ckd_ros.tracking.provenance import write_provenance
 
     results_dir = Path(results_dir)
-    tracker = spec.build() if workers <= 1 else None  # before the bar, so build errors print cleanly
-    record = _spec_provenance(spec, tracker)
+    record = _spec_provenance(spec)  # checked before a backend is opened (a TensorRT build takes minutes)
     _check_resume(results_dir, dataset.names, record, overwrite, log)
+    tracker = spec.build() if workers <= 1 else None  # before the bar, so build errors print cleanly
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [n for n in dataset.names if not is_finished(results_dir, n)]
     done = len(dataset.names) - len(todo)
