@@ -413,6 +413,10 @@ def run_track(args) -> int:
             bar.close()
     except KeyboardInterrupt as exc:
         interrupted = exc
+    except CKDError as exc:  # a bad frame mid-run: keep what was tracked, marked partial, then report
+        if results:
+            out.write(results, "partial", f"stopped after {len(results)} frames by an error: {exc}")
+        raise
     finally:
         if writer is not None:
             writer.close()
