@@ -196,3 +196,64 @@ def test_ckd_bag_write_and_track_bag_equal_track_sequence(tmp_path, monkeypatch,
     assert main(["track", "--bag", str(bag), "--rgb-topic", "/nope", "--out", str(tmp_path / "x.txt")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "has no topic /nope" in err
+
+
+@pytest.mark.parametrize("rgb_enc, tir_enc", [("bgr8", "32FC1"), ("yuv422", "16UC1"), ("rgba8", "mono8")])
+def test_bag_images_in_other_encodings_decode_like_the_node(tmp_path, rgb_enc, tir_enc):
+    """Raw images in encodings cameras publish: the same arrays as the node's converter gives."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from ckd_ros.frames.ros_image import NumpyImageConverter, decode_rgb, decode_thermal
+
+    store = typestore()
+    T = store.types
+    rng = np.random.default_rng(4)
+    channels = {"bgr8": 3, "yuv422": 2, "rgba8": 4}[rgb_enc]
+    dtype = {"32FC1": np.float32, "16UC1": np.uint16, "mono8": np.uint8}[tir_enc]
+    msgs = []
+    with Writer(tmp_path / "e", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = [writer.add_connection(t, "sensor_msgs/msg/Image", typestore=store)
+                 for t in ("/rgb/image", "/thermal/image")]
+        for k in range(3):
+            ns = 2 * 10**18 + k * 10**8
+            hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                           frame_id="f")
+            rgb = rng.integers(0, 256, (24, 32, channels)).astype(np.uint8)
+            tir = (rng.random((24, 32)) * 300).astype(dtype)
+            for conn, arr, enc in zip(conns, (rgb, tir), (rgb_enc, tir_enc)):
+                msg = T["sensor_msgs/msg/Image"](header=hdr, height=24, width=32, encoding=enc, is_bigendian=0,
+                                                 step=arr.strides[0], data=arr.reshape(-1).view(np.uint8).copy())
+                writer.write(conn, ns, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+                msgs.append(msg)
+    got = list(BagPairs(tmp_path / "e"))
+    assert len(got) == 3
+    conv = NumpyImageConverter()
+    for (rgb, tir, _), rgb_msg, tir_msg in zip(got, msgs[0::2], msgs[1::2]):
+        assert rgb.shape == (24, 32, 3) and np.array_equal(rgb, decode_rgb(rgb_msg, conv))
+        expected, _ = decode_thermal(tir_msg, conv)
+        assert tir.dtype == dtype and np.array_equal(tir, expected)
+
+
+def test_bag_write_from_image_folders_and_vtuav_ground_truth(tmp_path, capsys):
+    seq = tmp_path / "bus"
+    for sub in ("rgb", "ir"):
+        (seq / sub).mkdir(parents=True)
+    rng = np.random.default_rng(6)
+    for i in range(12):
+        cv2.imwrite(str(seq / "rgb" / f"{i:06d}.jpg"), rng.integers(0, 256, (36, 48, 3), np.uint8))
+        cv2.imwrite(str(seq / "ir" / f"{i:06d}.jpg"), rng.integers(0, 256, (36, 48, 3), np.uint8))
+    (seq / "rgb.txt").write_text("1 2 10 12\n3 4 10 12\n")  # VTUAV: one row every 10 frames
+    assert main(["bag", "write", str(tmp_path / "v"), "--sequence", str(seq), "--fps", "10"]) == 0
+    gt = read_ground_truth(tmp_path / "v")
+    start = 1_700_000_000 * 10**9
+    assert gt == {start: [1.0, 2.0, 10.0, 12.0], start + 10 * 10**8: [3.0, 4.0, 10.0, 12.0]}
+    pairs = list(BagPairs(tmp_path / "v"))
+    assert len(pairs) == 12 and pairs[0][1].ndim == 3  # colour thermal JPEGs stay rgb8 (a palette, as stored)
+    (tmp_path / "gt.txt").write_text("5,6,7,8\n" * 3)
+    assert main(["bag", "write", str(tmp_path / "f"), "--rgb", str(seq / "rgb"), "--thermal", str(seq / "ir"),
+                 "--gt", str(tmp_path / "gt.txt"), "--frames", "3"]) == 0
+    assert len(read_ground_truth(tmp_path / "f")) == 3 and len(list(BagPairs(tmp_path / "f"))) == 3
+    capsys.readouterr()
+    assert main(["bag", "write", str(tmp_path / "g"), "--sequence", str(seq), "--synthetic", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give one input" in err
