@@ -28,6 +28,15 @@ def shared_path(*parts: str) -> pathlib.Path:
     return path
 
 
+def require_module(name: str, install: str) -> None:
+    """Skip when an optional dependency is missing; fail in CI, whose set-up installs it."""
+    if importlib.util.find_spec(name) is None:
+        msg = f"{name} not installed ({install})"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg, allow_module_level=True)
+
+
 def _gpu_reason() -> str | None:
     try:
         from ckd_ros.runtime.gpu import probe_gpu

@@ -14,8 +14,9 @@ from ckd_ros.errors import CKDError
 from ckd_ros.frames.pairing import ApproximatePairer, match_approximate
 from ckd_ros.frames.rosbag import BagPairs, read_ground_truth, typestore, write_bag
 from ckd_ros.runtime.base import Backend
+from conftest import require_module
 
-pytest.importorskip("rosbags")
+require_module("rosbags", "pip install rosbags")
 
 
 def frames(n=6, size=(40, 56), thermal=np.uint16, seed=0):

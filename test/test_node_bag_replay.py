@@ -13,8 +13,10 @@ import pytest
 from test_node_support import Harness, make_context, shutdown_context, wait_for
 
 from ckd_ros.cli import main
+from conftest import require_module
 
 pytestmark = pytest.mark.ros
+require_module("rosbags", "pip install rosbags")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_ONNX = REPO / "engines" / "demo_small.onnx"
