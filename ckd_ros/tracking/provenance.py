@@ -91,8 +91,9 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text[:12] + "..." if len(text) > 16 and isinstance(value, str) else text
+    if isinstance(value, str) and len(value) > 16:
+        return value[:12] + "..."  # a sha256 or a long path: enough to tell them apart
+    return json.dumps(value)
 
 
 def write_atomic(path: pathlib.Path, text: str) -> None:
