@@ -108,12 +108,14 @@ def test_pairing_rule_offsets_drops_and_loops():
 
 @pytest.mark.ros
 def test_pairing_rule_is_message_filters_rule():
-    """Random stamps, drops and stream latencies through message_filters' own ApproximateTimeSynchronizer
-    and through ApproximatePairer give the same pairs (stamps rise within each stream, as the node's stamp
-    guard ensures)."""
+    """Random stamps, drops and stream latencies through message_filters' own ApproximateTimeSynchronizer,
+    the node's synchroniser (which calls `match_approximate`) and ApproximatePairer give the same pairs
+    (stamps rise within each stream, as the node's stamp guard ensures)."""
     import message_filters
     from builtin_interfaces.msg import Time
     from std_msgs.msg import Header
+
+    from ckd_ros.node.input_sync import StampSynchronizer
 
     class Msg:
         def __init__(self, ns, tag):
@@ -132,10 +134,11 @@ def test_pairing_rule_is_message_filters_rule():
                 events.append((1, base + rnd.randint(-3, 3) * 5_000_000))
         latency = [rnd.randint(0, 80_000_000), rnd.randint(0, 80_000_000)]
         events.sort(key=lambda e: e[1] + latency[e[0]])  # arrival order: stamp + each stream's latency
-        ours, theirs = [], []
+        ours, theirs, node = [], [], []
         inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
-        sync = message_filters.ApproximateTimeSynchronizer(inputs, queue, slop_s)
-        sync.registerCallback(lambda a, b, out=theirs: out.append((a.tag, b.tag)))
+        for cls, out in ((message_filters.ApproximateTimeSynchronizer, theirs), (StampSynchronizer, node)):
+            sync = cls(inputs, queue, slop_s)
+            sync.registerCallback(lambda a, b, out=out: out.append((a.tag, b.tag)))
         pairer = ApproximatePairer(slop_s, queue)
         for i, (stream, ns) in enumerate(events):
             tag = f"{stream}:{ns}:{i}"
@@ -143,7 +146,7 @@ def test_pairing_rule_is_message_filters_rule():
             got = pairer.add(stream, ns, tag)
             if got is not None:
                 ours.append(got[:2])
-        assert ours == theirs, (trial, slop_s, queue)
+        assert ours == theirs == node, (trial, slop_s, queue)
         total += len(ours)
     assert total > 300  # most frames paired: the comparison has something to compare
 
