@@ -113,7 +113,8 @@ def sequence_frames(frames: SequenceFrames):
 
     def source(paths: List[Path], unchanged: bool):
         src = FrameSource(paths[0].parent, unchanged=unchanged)
-        src.files, src.count = list(paths), len(paths)  # the dataset's own frame list
+        if list(src.files) != list(paths):
+            src.files = list(paths)  # the dataset's own frame list wins (iteration reads `files`)
         return src
 
     return zip(source(frames.rgb, False), source(frames.tir, True))
