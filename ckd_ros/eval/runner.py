@@ -14,7 +14,6 @@ The tracker and backends are imported inside functions: importing this module ne
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ckd_ros.errors import CKDError
+from ckd_ros.fileio import atomic_path
 from ckd_ros.frames.datasets import Dataset, SequenceFrames
 
 PROVENANCE = "provenance.json"
@@ -150,11 +150,9 @@ def is_finished(results_dir: Path, name: str) -> bool:
 def write_sequence(results_dir: Path, name: str, boxes: np.ndarray, times: np.ndarray) -> None:
     """Write both files atomically; the time file goes last, so its presence marks a finished sequence."""
     box_path, time_path = result_paths(results_dir, name)
-    box_path.parent.mkdir(parents=True, exist_ok=True)
     for path, data, fmt in ((box_path, boxes.astype(int), "%d"), (time_path, times, "%f")):
-        tmp = path.with_name(path.name + ".part")
-        np.savetxt(tmp, data, delimiter="\t", fmt=fmt)
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp:
+            np.savetxt(tmp, data, delimiter="\t", fmt=fmt)
 
 
 def recorded_run(results_dir: Path, name: str) -> SequenceRun:

@@ -72,7 +72,8 @@ def _open_reader(path):
         reader = rosbag2.Reader(path)
         reader.open()
     except Exception as exc:  # ReaderError, sqlite/mcap errors of damaged files
-        raise InputError(f"cannot open bag {path}: {exc}") from None
+        raise InputError(f"cannot open bag {path} ({exc}); give a rosbag2 folder (metadata.yaml with its "
+                         ".db3/.mcap files) or a .mcap/.db3 file") from None
     return reader
 
 
