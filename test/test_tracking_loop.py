@@ -76,6 +76,8 @@ def test_track_and_benchmark_give_identical_boxes(dataset, tmp_path, capsys):
     prov = json.loads((results / "provenance.json").read_text())
     assert prov["status"] == "complete" and prov["model"]["onnx_sha256"] == file_sha256(DEMO_ONNX)
     assert prov["backend"] == "onnxruntime" and prov["precision"] == "fp32" and prov["sequences_finished"] == 2
+    auto = TrackerSpec(onnx=str(DEMO_ONNX), device="cpu", threads=1)  # 'auto' is recorded as what it opens
+    assert auto.provenance()["backend"] == auto.build().backend.name
     track_prov = json.loads((tmp_path / "seq1.provenance.json").read_text())
     assert track_prov["status"] == "complete" and track_prov["thermal"]["resolved"] == "percentile"  # 16-bit
     assert track_prov["model"]["onnx_sha256"] == prov["model"]["onnx_sha256"] and track_prov["frames_written"] == 8

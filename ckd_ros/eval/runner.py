@@ -55,18 +55,20 @@ class TrackerSpec:
         return Tracker(backend, TrackerParams(**dict(self.params)))
 
     def _resolved(self) -> Tuple[str, str]:
-        """(backend, precision) that `open_backend` will pick, without opening one (worker runs)."""
+        """(backend, precision) that `open_backend` will pick (its 'auto' rule: `choose_auto` over
+        `tensorrt_problems`), without opening one: checked before any engine is built."""
         kind, precision = self.backend, self.precision
         if kind != "auto":
             return kind, precision
         import importlib.util
 
         from ckd_ros.runtime.factory import choose_auto
-        from ckd_ros.runtime.gpu import probe_gpu
+        from ckd_ros.runtime.gpu import probe_gpu, tensorrt_problems
 
+        gpu = probe_gpu()
         try:
-            kind, _ = choose_auto(probe_gpu(), importlib.util.find_spec("tensorrt") is not None,
-                                  importlib.util.find_spec("onnxruntime") is not None, self.checkpoint is not None)
+            kind, _ = choose_auto(gpu, tensorrt_problems(gpu), importlib.util.find_spec("onnxruntime") is not None,
+                                  self.checkpoint is not None)
         except CKDError:
             return "auto", precision
         if precision == "fp16" and kind != "tensorrt" and self.device in (None, "auto", "cpu"):

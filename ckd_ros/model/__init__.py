@@ -1,7 +1,8 @@
 """The CKD student network in PyTorch, checkpoint loading and conversion.
 
-Names are resolved lazily (PEP 562): importing `ckd_ros.model.config` (CKDConfig, torch-free) or the
-`ckd` command's model subcommands does not import torch until a model is actually built or loaded.
+Names are resolved lazily (PEP 562): `ckd_ros.model.config`, `ckd_ros.model.io_spec` and
+`ckd_ros.model.config_source` are torch-free, so the ONNX Runtime / TensorRT paths can read a model's
+configuration without importing torch; `CKDStudent`, `load_checkpoint`, ... import torch on first use.
 """
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import importlib
 
 _LAZY = {
     "CKDConfig": "ckd_ros.model.config",
+    "PRESETS": "ckd_ros.model.config",
     "CKDStudent": "ckd_ros.model.student",
     "load_checkpoint": "ckd_ros.model.checkpoint",
     "load_config_for": "ckd_ros.model.checkpoint",
     "convert": "ckd_ros.model.checkpoint",
     "save_converted": "ckd_ros.model.checkpoint",
     "file_sha256": "ckd_ros.hashing",
+    "resolve_config": "ckd_ros.model.config_source",
 }
 
-__all__ = ["CKDConfig", "CKDStudent", "load_checkpoint", "load_config_for", "convert", "save_converted",
-           "file_sha256"]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name):

@@ -5,6 +5,7 @@ Converted files are safetensors with the CKDConfig in the metadata: no pickle at
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import pickle
 import sys
@@ -179,8 +180,11 @@ def check_state_dict(model: torch.nn.Module, sd: Dict[str, torch.Tensor], source
 
 def load_checkpoint(path, config: Optional[CKDConfig] = None, map_location="cpu") -> CKDStudent:
     """Build a CKDStudent in eval mode with the weights of `path` (official, plain or converted)."""
+    from ckd_ros.model.config_source import resolve_config
+
     sd, stored, _ = read_state_dict(path)
-    config = config or stored or infer_config(sd)
+    config = resolve_config(config=config, checkpoint=path, stored=stored,
+                            log=logging.getLogger("ckd_ros.model").warning) or infer_config(sd)
     model = CKDStudent(config)
     check_state_dict(model, sd, path)
     model.load_state_dict(sd, strict=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ckd_ros.frames.thermal import ThermalNormalizer
+from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 from ckd_ros.tracking import Registration, TrackerParams
 
 # when a parameter may change
@@ -21,7 +22,6 @@ UNCONFIGURED = "unconfigured"  # read-only after configure: the model is loaded 
 STARTUP = "startup"  # read-only (descriptor): only from the command line / params file
 
 IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-PRESETS = ("vitb_mce", "vitb", "vitb_ce", "demo_small")
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ SPECS: List[ParamSpec] = [
     ParamSpec("model.preset", "vitb_mce", "network configuration of an official checkpoint (converted and "
               "ONNX files carry their own)", UNCONFIGURED, choices=PRESETS),
     ParamSpec("backend", "auto", "inference backend; auto = TensorRT on a GPU, else ONNX Runtime",
-              UNCONFIGURED, choices=("auto", "tensorrt", "onnxruntime", "torch")),
-    ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson)", UNCONFIGURED,
-              choices=("fp16", "fp32")),
+              UNCONFIGURED, choices=KINDS),
+    ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson; int8 needs a QDQ ONNX "
+              "file from `ckd quantize`)", UNCONFIGURED, choices=PRECISIONS),
     ParamSpec("device", "", "torch/onnxruntime device, e.g. cuda:0 or cpu; empty: automatic", UNCONFIGURED),
     ParamSpec("engine.cache_dir", "", "TensorRT engine cache; empty: the user cache dir (never the "
               "install dir)", UNCONFIGURED),

@@ -9,7 +9,6 @@ pair only, inference off the executor), params, diagnostics, overlay, target, de
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import sys
 import time
 from typing import Any, Callable, Dict, Optional
@@ -113,20 +112,11 @@ class CkdTrackerNode(LifecycleNode):
         from ckd_ros.runtime import open_backend  # noqa: PLC0415 - torch/TensorRT load only when configuring
 
         checkpoint, onnx = values["model.checkpoint"] or None, values["model.onnx"] or None
-        preset = values["model.preset"]
-        if onnx is not None and checkpoint is None:
-            preset = None  # an exported file carries its configuration
-        elif checkpoint is not None and os.path.isfile(checkpoint):
-            from ckd_ros.model import load_config_for  # noqa: PLC0415
-
-            stored = load_config_for(checkpoint)
-            if stored is not None:  # converted files carry their configuration; it wins over the preset
-                if stored.name != preset:
-                    self.get_logger().info(f"{checkpoint} holds a '{stored.name}' model: model.preset ignored")
-                preset = None
+        # which config wins (the file's own record over model.preset) is decided by open_backend's
+        # resolver (ckd_ros.model.config_source), which logs a preset it ignores
         return open_backend(
             values["backend"], checkpoint=checkpoint, onnx=onnx,
-            preset=preset, precision=values["precision"], device=values["device"] or None,
+            preset=values["model.preset"], precision=values["precision"], device=values["device"] or None,
             cache_dir=values["engine.cache_dir"] or None, workspace_mb=int(values["engine.workspace_mb"]),
             log=self.get_logger().info)
 

@@ -2,7 +2,8 @@
 
 Tracking code only ever sees this interface. Inputs are numpy float32 arrays shaped
 (1,3,T,T) for templates and (1,3,S,S) for search crops (ImageNet-normalised, RGB order); outputs
-are numpy float32 `score_map (1,1,F,F)`, `size_map (1,2,F,F)`, `offset_map (1,2,F,F)`.
+are numpy float32 `score_map (1,1,F,F)`, `size_map (1,2,F,F)`, `offset_map (1,2,F,F)`. Names and
+shapes are defined once in ckd_ros.model.io_spec (torch-free).
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Dict
 
 import numpy as np
 
-OUTPUT_NAMES = ("score_map", "size_map", "offset_map")
-INPUT_NAMES = ("z_rgb", "z_tir", "x_rgb", "x_tir")
+from ckd_ros.model.io_spec import INPUT_NAMES, OUTPUT_NAMES
+
+__all__ = ["Backend", "Maps", "INPUT_NAMES", "OUTPUT_NAMES"]
 
 Maps = Dict[str, np.ndarray]
 

@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from ckd_ros.errors import BoxError, CKDError, FrameError, InputError, ParameterError
+from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 
 THERMAL_CHOICES = ("auto", "minmax", "percentile", "fixed", "none")
 
@@ -58,12 +59,12 @@ def register(subparsers) -> None:
                      help="also write an RGB | thermal overlay video (mp4v)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     be = p.add_argument_group("backend")
-    be.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    be.add_argument("--backend", default="auto", choices=KINDS)
     be.add_argument("--checkpoint", type=pathlib.Path, default=None,
                     help="official .pth.tar or converted file")
     be.add_argument("--onnx", type=pathlib.Path, default=None, help="exported ONNX model")
-    be.add_argument("--preset", default=None, help="model preset (vitb_mce, vitb, demo_small)")
-    be.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    be.add_argument("--preset", default=None, help=f"model preset ({', '.join(PRESETS)})")
+    be.add_argument("--precision", default="fp32", choices=PRECISIONS)
     be.add_argument("--device", default=None, help="e.g. cuda:0 or cpu")
     be.add_argument("--threads", type=int, default=None, metavar="N",
                     help="ONNX Runtime intra-op threads (default: the runtime's choice)")
