@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = {
     "export": "ckd_ros.runtime.cli",
     "build-engine": "ckd_ros.runtime.cli",
     "bench": "ckd_ros.runtime.cli",
+    "quantize": "ckd_ros.runtime.quantize",
     "track": "ckd_ros.tracking.cli",
     "calibrate": "ckd_ros.tracking.cli",
     "eval": "ckd_ros.eval.cli",

@@ -17,7 +17,7 @@ from ckd_ros.runtime.cache import ArtifactCache, as_log
 
 KINDS = ("auto", "tensorrt", "onnxruntime", "torch")
 ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "pytorch": "torch"}
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _installed(module: str) -> bool:

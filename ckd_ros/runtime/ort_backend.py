@@ -76,6 +76,12 @@ class OnnxRuntimeBackend(Backend):
         first = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if precision == "fp16" and first != "TensorrtExecutionProvider":
             raise CKDError("onnxruntime runs the fp32 graph; fp16 needs device='tensorrt' or the TensorRT backend")
+        if precision == "int8":
+            from ckd_ros.runtime.quantize import is_int8
+
+            if not is_int8(self.onnx_path):
+                raise CKDError(f"precision int8 needs an INT8 ONNX file: run `ckd quantize {self.onnx_path}` "
+                               "and load its output")
         if first == "TensorrtExecutionProvider" and trt_cache_dir:
             os.makedirs(trt_cache_dir, exist_ok=True)
         opts = ort.SessionOptions()

@@ -1,0 +1,460 @@
+"""`ckd quantize`: a `ckd export` ONNX file -> an INT8 ONNX file (QDQ form) plus its sidecar.
+
+Static mode (default): ONNX Runtime's `quantize_static` in the QDQ format, per-channel symmetric
+INT8 weights, symmetric INT8 activations (zero point 0: the form TensorRT's explicit quantization
+accepts), activation ranges calibrated (MinMax) on real network inputs, i.e. the template and search
+crops the tracker itself takes with the FP32 model from a calibration source: the synthetic scenes
+(default), a dataset sequence folder, or an RGB + thermal image folder / video pair. Dynamic mode:
+`quantize_dynamic` of MatMul/Gemm (weights INT8, activations quantised at run time; no calibration,
+ONNX Runtime only).
+
+What stays FP32 (measured, docs/deployment.md "INT8"): every op except Conv (patch embedding, head)
+and the MatMuls with a constant weight (qkv, projection, MLP). The activation x activation MatMuls
+(q.k^T and attention x v) stay FP32 because the candidate-elimination TopK ranks tokens by those
+attention scores: quantising them flips near-tied tokens and changes the kept sets. Softmax,
+LayerNorm, GELU, the TopK/Gather/Scatter token bookkeeping and the head's sigmoid stay FP32.
+
+The output keeps `ckd export`'s graph rules (static shapes, constant TopK K; checked with
+`ckd_ros.model.export.check_graph`) and its metadata, plus a "quantization" block (method, calibration
+data, excluded nodes, error against FP32 on held-out calibration inputs) in the embedded metadata and
+in the JSON sidecar `<stem>.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from ckd_ros.errors import CKDError, DependencyError, InputError
+from ckd_ros.runtime.base import INPUT_NAMES, OUTPUT_NAMES, Backend
+
+METHODS = ("static", "dynamic")
+#: op types quantised in static mode (the rest of the graph stays FP32; see the module docstring)
+STATIC_OP_TYPES = ("Conv", "MatMul", "Gemm")
+DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
+SYNTHETIC_SCENARIOS = ("clean", "night", "crossover", "occlusion", "distractors", "scale", "camera_motion",
+                       "mixed")
+CALIB_SEED_BASE = 500000  # synthetic calibration scenes: seeds distinct from training (1000+) and held-out (900000+)
+
+
+# ---- recording the tracker's network inputs --------------------------------------------------------
+class InputRecorder(Backend):
+    """A backend that forwards to `inner` and keeps every network input it sees.
+
+    `samples` is a list of dicts {z_rgb, z_tir: (1,3,T,T), x_rgb, x_tir: (1,3,S,S)} float32,
+    normalised exactly as the tracker feeds the network (one per `infer_search`).
+    """
+
+    name = "recorder"
+
+    def __init__(self, inner: Backend, limit: Optional[int] = None) -> None:
+        super().__init__()
+        self.inner, self.limit = inner, limit
+        self.config = inner.config
+        self.samples: List[Dict[str, np.ndarray]] = []
+
+    def set_template(self, z_rgb, z_tir) -> None:
+        super().set_template(z_rgb, z_tir)
+        self.inner.set_template(z_rgb, z_tir)
+
+    def infer_search(self, x_rgb, x_tir):
+        if self.limit is None or len(self.samples) < self.limit:
+            self.samples.append({"z_rgb": self._z_rgb, "z_tir": self._z_tir,
+                                 "x_rgb": np.array(x_rgb, np.float32), "x_tir": np.array(x_tir, np.float32)})
+        return self.inner.infer_search(x_rgb, x_tir)
+
+    def infer(self, z_rgb, z_tir, x_rgb, x_tir):
+        return self.inner.infer(z_rgb, z_tir, x_rgb, x_tir)
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over recorded input dicts."""
+
+    def __init__(self, samples: Sequence[Dict[str, np.ndarray]]):
+        self._it = iter(samples)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+# ---- graph helpers -------------------------------------------------------------------------------
+def activation_matmuls(proto) -> List[str]:
+    """Names of MatMul nodes whose both inputs are computed (attention q.k^T and attn.v)."""
+    consts = {i.name for i in proto.graph.initializer}
+    consts |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in proto.graph.node if n.op_type == "MatMul" and not any(i in consts for i in n.input)]
+
+
+def _named(proto) -> None:
+    """Give every node a unique name (exclusion lists and sidecars refer to nodes by name)."""
+    seen = set()
+    for idx, node in enumerate(proto.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{idx}"
+        seen.add(node.name)
+
+
+def quantized_op_counts(proto) -> Dict[str, int]:
+    """Count of quantised compute nodes per op type: Conv/MatMul/Gemm fed by DequantizeLinear (QDQ),
+    plus the integer ops of dynamic quantisation."""
+    dq = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    counts: Dict[str, int] = {}
+    for n in proto.graph.node:
+        if n.op_type in STATIC_OP_TYPES and any(i in dq for i in n.input):
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    counts.update({k: v for k, v in ((t, sum(n.op_type == t for n in proto.graph.node))
+                                    for t in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger")) if v})
+    return counts
+
+
+# ---- error against FP32 --------------------------------------------------------------------------
+def _session(path, threads: Optional[int] = None):
+    from ckd_ros.runtime.ort_backend import import_onnxruntime
+
+    ort = import_onnxruntime()
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def compare_to_fp32(fp32_path, int8_path, samples: Sequence[Dict[str, np.ndarray]], threads=None,
+                    extra_outputs: Sequence[str] = ()) -> Dict[str, object]:
+    """Error of the INT8 graph against the FP32 graph on `samples` (dicts of the four inputs).
+
+    Returns per map the max and mean absolute error (map units: score in [0, 1], size normalised
+    to the search crop, offset in feature cells), `argmax_agreement` (fraction of samples whose
+    score-map argmax cell is the same) and, for each name in `extra_outputs` (e.g. kept_idx_<j> of a
+    debug export), the fraction of samples whose output set is equal.
+    """
+    if not samples:
+        raise InputError("no samples to compare FP32 and INT8 on")
+    names = list(OUTPUT_NAMES) + list(extra_outputs)
+    ref_s, q_s = _session(fp32_path, threads), _session(int8_path, threads)
+    max_err = {n: 0.0 for n in OUTPUT_NAMES}
+    sum_err = {n: 0.0 for n in OUTPUT_NAMES}
+    same_cell = 0
+    same_set = {n: 0 for n in extra_outputs}
+    for feeds in samples:
+        ref = dict(zip(names, ref_s.run(names, feeds)))
+        got = dict(zip(names, q_s.run(names, feeds)))
+        for n in OUTPUT_NAMES:
+            d = np.abs(got[n] - ref[n])
+            max_err[n] = max(max_err[n], float(d.max()))
+            sum_err[n] += float(d.mean())
+        same_cell += int(got["score_map"].reshape(-1).argmax() == ref["score_map"].reshape(-1).argmax())
+        for n in extra_outputs:
+            same_set[n] += int(set(got[n].reshape(-1).tolist()) == set(ref[n].reshape(-1).tolist()))
+    k = len(samples)
+    out: Dict[str, object] = {"samples": k, "argmax_agreement": same_cell / k}
+    for n in OUTPUT_NAMES:
+        out[f"{n}_max_abs"] = max_err[n]
+        out[f"{n}_mean_abs"] = sum_err[n] / k
+    if extra_outputs:
+        out["kept_set_agreement"] = {n: same_set[n] / k for n in extra_outputs}
+    return out
+
+
+# ---- quantization --------------------------------------------------------------------------------
+def _import_quantization():
+    try:
+        from onnxruntime import quantization
+    except ImportError as exc:
+        raise DependencyError(f"onnxruntime.quantization is not available ({exc}): pip install onnxruntime") from exc
+    return quantization
+
+
+def quantize_onnx(fp32_path, out_path, *, method: str = "static",
+                  samples: Optional[Sequence[Dict[str, np.ndarray]]] = None,
+                  eval_samples: Optional[Sequence[Dict[str, np.ndarray]]] = None,
+                  calibration: Optional[Dict[str, object]] = None,
+                  exclude: Iterable[str] = (), quantize_activation_matmuls: bool = False,
+                  threads: Optional[int] = None, write_sidecar: bool = True, log=None) -> Dict[str, object]:
+    """Quantise a `ckd export` FP32 ONNX file to INT8; return the metadata written with it.
+
+    fp32_path: ONNX from `ckd export` (static shapes, inputs z_rgb, z_tir (1,3,T,T), x_rgb, x_tir
+    (1,3,S,S) float32). method "static": `samples` (recorded network inputs, see InputRecorder) set
+    the activation ranges (MinMax); "dynamic": no samples needed. `eval_samples` (held out from
+    calibration) measure the error against FP32 (compare_to_fp32); `calibration` describes the data
+    for the sidecar. `exclude`: further node names to keep FP32. Raises InputError (bad input file or
+    no samples) and CKDError when the quantised graph breaks `ckd export`'s deployment rules.
+    Method: ONNX Runtime quantization tools (QDQ, per-channel weights; docs/deployment.md "INT8").
+    """
+    import onnx
+
+    from ckd_ros.model.export import METADATA_KEY, check_graph, read_metadata, sidecar_path
+
+    q = _import_quantization()
+    logf = log or (lambda msg: None)
+    if method not in METHODS:
+        raise InputError(f"quantization method must be one of {METHODS}, got {method!r}")
+    fp32_path, out_path = pathlib.Path(fp32_path), pathlib.Path(out_path)
+    if not fp32_path.is_file():
+        raise InputError(f"ONNX file not found: {fp32_path}")
+    if fp32_path.resolve() == out_path.resolve():
+        raise InputError("the INT8 output must not overwrite the FP32 input; give another -o path")
+    meta = read_metadata(fp32_path)
+    if meta.get("quantization"):
+        raise InputError(f"{fp32_path} is already quantized; give the FP32 file from `ckd export`")
+    if method == "static" and not samples:
+        raise InputError("static quantization needs calibration samples (or use --method dynamic)")
+    proto = onnx.load(str(fp32_path))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    _named(proto)
+    excluded = sorted(set(exclude) | (set() if quantize_activation_matmuls else set(activation_matmuls(proto))))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ckd_quant_") as tmp:
+        named = pathlib.Path(tmp) / "named.onnx"
+        onnx.save(proto, str(named))
+        raw = pathlib.Path(tmp) / "int8.onnx"
+        if method == "static":
+            q.quantize_static(
+                str(named), str(raw), _Reader(samples), quant_format=q.QuantFormat.QDQ,
+                op_types_to_quantize=list(STATIC_OP_TYPES), per_channel=True,
+                activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=excluded, calibrate_method=q.CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "MatMulConstBOnly": not quantize_activation_matmuls,
+                               "CalibMaxIntermediateOutputs": _merge_every(len(samples)), "CalibTensorRangeSymmetric": True})
+        else:
+            q.quantize_dynamic(str(named), str(raw), op_types_to_quantize=list(DYNAMIC_OP_TYPES),
+                               per_channel=False, weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded,
+                               extra_options={"MatMulConstBOnly": True})
+        qproto = onnx.load(str(raw))
+    seconds = time.monotonic() - t0
+    problems = check_graph(qproto, opset)
+    if problems:
+        raise CKDError(f"quantized graph breaks deployment rules: {'; '.join(problems)}")
+    qmeta = {
+        "method": method,
+        "format": "QDQ" if method == "static" else "dynamic (MatMulInteger)",
+        "tool": f"onnxruntime.quantization {_ort_version()}",
+        "weights": "int8 symmetric, per output channel" if method == "static" else "int8 symmetric, per tensor",
+        "activations": ("int8 symmetric, MinMax calibration" if method == "static"
+                        else "uint8, quantized at run time per tensor"),
+        "op_types": list(STATIC_OP_TYPES if method == "static" else DYNAMIC_OP_TYPES),
+        "quantized_ops": quantized_op_counts(qproto),
+        "excluded_nodes": excluded,
+        "calibration": dict(calibration or {}, samples=len(samples or [])) if method == "static" else None,
+        "source": {"path": str(fp32_path), "sha256": _sha(fp32_path)},
+        "seconds": round(seconds, 1),
+    }
+    out_meta = dict(meta, quantization=qmeta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    del qproto.metadata_props[:]
+    entry = qproto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(out_meta, sort_keys=True)
+    qproto.producer_name = "ckd_ros"
+    onnx.save(qproto, str(out_path))
+    if eval_samples:
+        qmeta["error_vs_fp32"] = compare_to_fp32(fp32_path, out_path, eval_samples, threads)
+        err = qmeta["error_vs_fp32"]
+        logf(f"INT8 vs FP32 on {err['samples']} held-out inputs: score max {err['score_map_max_abs']:.3g} "
+             f"mean {err['score_map_mean_abs']:.3g}, size max {err['size_map_max_abs']:.3g}, offset max "
+             f"{err['offset_map_max_abs']:.3g}, argmax agreement {100 * err['argmax_agreement']:.1f}%")
+        entry.value = json.dumps(out_meta, sort_keys=True)
+        onnx.save(qproto, str(out_path))
+    if write_sidecar:
+        sidecar_path(out_path).write_text(json.dumps(out_meta, indent=1, sort_keys=True))
+    logf(f"quantized ({method}) {out_path}: {out_path.stat().st_size / 2**20:.1f} MiB "
+         f"(FP32 {fp32_path.stat().st_size / 2**20:.1f} MiB) in {seconds:.1f} s")
+    return out_meta
+
+
+def random_samples(config, n: int = 8, seed: int = 0) -> List[Dict[str, np.ndarray]]:
+    """`n` dicts of standard-normal network inputs (calibration for speed measurements only)."""
+    from ckd_ros.runtime.bench import random_inputs
+
+    return [dict(zip(INPUT_NAMES, [*z, *x])) for z, x in (random_inputs(config, seed + i) for i in range(n))]
+
+
+def ensure_int8(cache, fp32_path, config, *, samples: int = 8, log=None) -> pathlib.Path:
+    """INT8 (static QDQ) copy of `fp32_path` in the artifact cache, calibrated on random inputs.
+
+    For latency measurements (`ckd bench --precision int8`): speed does not depend on the values,
+    accuracy does, so deployed files come from `ckd quantize` with real calibration data.
+    """
+    from ckd_ros.runtime.cache import key_digest
+
+    key = {"source_sha256": _sha(fp32_path), "method": "static", "calibration": f"random normal x{samples}",
+           "onnxruntime": _ort_version(), "op_types": list(STATIC_OP_TYPES)}
+    path = cache.path("onnx-int8", f"{pathlib.Path(fp32_path).stem}-{key_digest(key)[:12]}-int8.onnx")
+
+    def produce(tmp: pathlib.Path) -> None:
+        quantize_onnx(fp32_path, tmp, samples=random_samples(config, samples),
+                      calibration={"source": f"random normal x{samples} (speed only)"}, write_sidecar=False)
+
+    path, _ = cache.ensure(path, key, produce, what="INT8 ONNX", log=log)
+    return path
+
+
+def _merge_every(n: int, k: int = 16) -> int:
+    """Calibration merges min/max every k samples (bounded memory). onnxruntime 1.23 raises 'No data
+    is collected' when k divides the sample count exactly (nothing left for the last merge)."""
+    while k > 2 and n % k == 0:
+        k -= 1
+    return k
+
+
+def is_int8(onnx_path) -> bool:
+    """True when `onnx_path` was written by `ckd quantize` (its metadata has a quantization block)."""
+    from ckd_ros.model.export import read_metadata
+
+    try:
+        return bool(read_metadata(onnx_path).get("quantization"))
+    except CKDError:
+        return False
+
+
+def _sha(path) -> str:
+    from ckd_ros.hashing import file_sha256
+
+    return file_sha256(path)
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def split_samples(samples: Sequence[Dict[str, np.ndarray]], eval_every: int = 4):
+    """(calibration, held-out): every `eval_every`-th sample is held out for the error measurement."""
+    if eval_every < 2 or len(samples) < 2:
+        return list(samples), []
+    calib = [s for i, s in enumerate(samples) if i % eval_every != eval_every - 1]
+    held = [s for i, s in enumerate(samples) if i % eval_every == eval_every - 1]
+    return calib, held
+
+
+# ---- calibration sources (the tracker on real frames) -------------------------------------------
+def record_synthetic(backend: Backend, *, scenarios: Sequence[str] = SYNTHETIC_SCENARIOS, frames: int = 24,
+                     seed_base: int = CALIB_SEED_BASE, size=(640, 512)) -> List[Dict[str, np.ndarray]]:
+    """Network inputs of the tracker (with `backend`) over one synthetic scene per scenario.
+
+    Each scene: frame 0 initialises on the ground-truth box, frames 1..frames-1 are tracked; thermal
+    is the 16-bit radiometric image stretched per frame (percentile), as in the node and the demo.
+    """
+    from ckd_ros.frames.thermal import ThermalNormalizer
+    from ckd_ros.synthetic import SyntheticScene
+
+    rec = InputRecorder(backend)
+    for k, scenario in enumerate(scenarios):
+        scene = SyntheticScene(seed_base + k, size, scenario=scenario, period=max(frames, 2))
+        pairs = ((rgb, tir) for rgb, tir, _ in (scene.frame(t) for t in range(frames)))
+        _track(rec, pairs, scene.frame(0)[2], ThermalNormalizer("percentile"))
+    return rec.samples
+
+
+def record_sequence(backend: Backend, rgb_src, tir_src, box, *, frames: int = 200,
+                    thermal_norm: Optional[str] = None) -> List[Dict[str, np.ndarray]]:
+    """Network inputs of the tracker over an RGB + thermal frame source pair from `box` (x, y, w, h)."""
+    from ckd_ros.frames.thermal import ThermalNormalizer
+
+    rec = InputRecorder(backend)
+    norm = None
+    pairs = []
+    for idx, (rgb, tir) in enumerate(zip(rgb_src, tir_src)):
+        if idx >= frames:
+            break
+        if norm is None:
+            norm = ThermalNormalizer(thermal_norm or ("none" if tir.dtype == np.uint8 else "percentile"))
+        pairs.append((rgb, tir))
+    if not pairs:
+        raise InputError("the calibration source has no frames")
+    _track(rec, pairs, box, norm)
+    return rec.samples
+
+
+def _track(rec: InputRecorder, pairs, box, normalizer) -> None:
+    from ckd_ros.tracking.tracker import Tracker
+
+    tracker = Tracker(rec)
+    for idx, (rgb, tir) in enumerate(pairs):
+        tir8 = normalizer(tir)
+        if idx == 0:
+            tracker.initialize(rgb, tir8, box)
+        else:
+            tracker.track(rgb, tir8)
+
+
+# ---- command line --------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_quantize(args) -> int:
+    from ckd_ros.runtime.factory import open_backend
+
+    if not os.path.isfile(args.onnx):
+        raise InputError(f"ONNX file not found: {args.onnx}")
+    out = args.output or str(pathlib.Path(args.onnx).with_name(pathlib.Path(args.onnx).stem + "_int8.onnx"))
+    samples, calib_desc = [], None
+    if args.method == "static" or args.calib != "none":
+        backend = open_backend("onnxruntime", onnx=args.onnx, device="cpu", threads=args.threads, log=_log)
+        try:
+            samples, calib_desc = _calibration_samples(args, backend)
+        finally:
+            backend.close()
+        _log(f"calibration: {len(samples)} tracker inputs from {calib_desc['source']}")
+    calib, held = split_samples(samples) if samples else ([], [])
+    meta = quantize_onnx(args.onnx, out, method=args.method, samples=calib, eval_samples=held,
+                         calibration=calib_desc, exclude=_csv(args.exclude), threads=args.threads, log=_log)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(meta["quantization"], indent=1, sort_keys=True))
+    print(out)
+    return 0
+
+
+def _calibration_samples(args, backend):
+    if args.calib == "synthetic":
+        scenarios = _csv(args.scenarios) or list(SYNTHETIC_SCENARIOS)
+        samples = record_synthetic(backend, scenarios=scenarios, frames=args.frames)
+        return samples, {"source": "synthetic", "scenarios": scenarios, "frames_per_scene": args.frames,
+                         "seeds": f"{CALIB_SEED_BASE}..{CALIB_SEED_BASE + len(scenarios) - 1}"}
+    if args.calib == "sequence":
+        import argparse
+
+        from ckd_ros.tracking.cli import _inputs
+
+        ns = argparse.Namespace(sequence=args.sequence and pathlib.Path(args.sequence),
+                                rgb=args.rgb and pathlib.Path(args.rgb),
+                                thermal=args.thermal and pathlib.Path(args.thermal), init=args.init)
+        name, rgb_src, tir_src, box = _inputs(ns)
+        samples = record_sequence(backend, rgb_src, tir_src, box, frames=args.frames)
+        return samples, {"source": f"sequence {name}", "path": str(args.sequence or args.rgb),
+                         "init_box": [float(v) for v in box], "frames": args.frames}
+    raise InputError("static quantization needs calibration data: --calib synthetic or --calib sequence")
+
+
+def _csv(text: Optional[str]) -> List[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "quantize", help="INT8 ONNX from a `ckd export` file (static QDQ, or dynamic)",
+        description="Quantize an exported FP32 ONNX model to INT8. Static (default): QDQ, per-channel weights, "
+                    "activations calibrated on the crops the tracker takes with the FP32 model.")
+    p.add_argument("onnx", help="FP32 ONNX file from `ckd export`")
+    p.add_argument("-o", "--output", help="INT8 ONNX to write (default <stem>_int8.onnx; sidecar <stem>.json)")
+    p.add_argument("--method", choices=METHODS, default="static",
+                   help="static: calibrated QDQ (ONNX Runtime + TensorRT); dynamic: MatMul/Gemm, no calibration")
+    p.add_argument("--calib", choices=("synthetic", "sequence", "none"), default="synthetic",
+                   help="calibration source: the synthetic scenes (default) or --sequence/--rgb+--thermal")
+    p.add_argument("--scenarios", help="synthetic scenarios, comma-separated (default: all eight)")
+    p.add_argument("--frames", type=int, default=24, help="frames per synthetic scene / of the sequence")
+    p.add_argument("--sequence", help="dataset sequence folder (visible/+infrared/ ...; first GT row = box)")
+    p.add_argument("--rgb", help="RGB image folder or video (with --thermal and --init)")
+    p.add_argument("--thermal", help="thermal image folder or video")
+    p.add_argument("--init", nargs="+", metavar="BOX", help="initial box x,y,w,h (default: first GT row)")
+    p.add_argument("--exclude", help="further node names to keep FP32, comma-separated")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    p.add_argument("--json", help="also write the quantization record (errors included) here")
+    p.set_defaults(func=cmd_quantize)
