@@ -122,7 +122,7 @@ def network_rows(torch, model, cfg, device, args, deadline):
             _sync(torch, device)
             compile_s = time.monotonic() - t0
 
-            def run_compiled(prec=prec):
+            def run_compiled(prec=prec, compiled=compiled):
                 with torch.inference_mode(), _autocast(torch, device, dtypes[prec]):
                     return compiled(*inputs)
             row("compile", prec, run_compiled)

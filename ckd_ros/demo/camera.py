@@ -36,8 +36,8 @@ PARAMS = {
     "period": 300,  # frames between repetitions of the scenario's event (night, crossover, ...)
     "rate_hz": 15.0,
     "start_frame": 0,
-    "num_frames": 0,
-    "cache_frames": 0,  # > 0: pre-render this many frames and play them back and forth (cheap); 0 = live  # > 0: stop publishing after this many frames (tests); 0 = forever
+    "num_frames": 0,  # > 0: stop publishing after this many frames (tests); 0 = forever
+    "cache_frames": 0,  # > 0: pre-render this many frames and play them back and forth (cheap); 0 = live
     "rgb_frame_id": "rgb_camera",
     "thermal_frame_id": "thermal_camera",
     "thermal.offset": [0.0, 0.0],  # thermal pixel = RGB pixel + offset

@@ -175,7 +175,8 @@ def quantize_onnx(fp32_path, out_path, *, method: str = "static",
                   eval_samples: Optional[Sequence[Dict[str, np.ndarray]]] = None,
                   calibration: Optional[Dict[str, object]] = None,
                   exclude: Iterable[str] = (), quantize_activation_matmuls: bool = False,
-                  threads: Optional[int] = None, write_sidecar: bool = True, log=None) -> Dict[str, object]:
+                  threads: Optional[int] = None, write_sidecar: bool = True, symmetric: bool = True,
+                  calibrate_method: str = "MinMax", log=None) -> Dict[str, object]:
     """Quantise a `ckd export` FP32 ONNX file to INT8; return the metadata written with it.
 
     fp32_path: ONNX from `ckd export` (static shapes, inputs z_rgb, z_tir (1,3,T,T), x_rgb, x_tir
@@ -218,11 +219,13 @@ def quantize_onnx(fp32_path, out_path, *, method: str = "static",
             q.quantize_static(
                 str(named), str(raw), _Reader(samples), quant_format=q.QuantFormat.QDQ,
                 op_types_to_quantize=list(STATIC_OP_TYPES), per_channel=True,
-                activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-                nodes_to_exclude=excluded, calibrate_method=q.CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
+                weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=excluded, calibrate_method=getattr(q.CalibrationMethod, calibrate_method),
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                                "MatMulConstBOnly": not quantize_activation_matmuls,
-                               "CalibMaxIntermediateOutputs": _merge_every(len(samples)), "CalibTensorRangeSymmetric": True})
+                               "CalibMaxIntermediateOutputs": _merge_every(len(samples)),
+                               "CalibTensorRangeSymmetric": symmetric})
         else:
             q.quantize_dynamic(str(named), str(raw), op_types_to_quantize=list(DYNAMIC_OP_TYPES),
                                per_channel=False, weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded,
