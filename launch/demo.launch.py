@@ -33,7 +33,8 @@ ARGS = {  # name: (default, description)
                      "camera_motion, mixed); empty: from config/demo.yaml"),
     "seed": ("", "scene seed; empty: from config/demo.yaml"),
     "rate_hz": ("", "camera rate; empty: from config/demo.yaml"),
-    "onnx": ("", "ONNX model; empty: engines/demo_small.onnx"),
+    "onnx": ("", "ONNX model; empty: engines/demo_small_int8.onnx (INT8, same accuracy; docs/deployment.md), "
+                 "else engines/demo_small.onnx"),
     "checkpoint": ("", "converted checkpoint instead of the ONNX (e.g. with backend:=torch)"),
     "backend": ("onnxruntime", "tracker backend (onnxruntime | torch | auto | tensorrt)"),
     "params_file": ("", "parameter file for all demo nodes; empty: config/demo.yaml"),
@@ -52,6 +53,12 @@ def _package_root() -> pathlib.Path:
     from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
 
     return pathlib.Path(get_package_share_directory("ckd_ros"))
+
+
+def _default_model(root: pathlib.Path) -> pathlib.Path:
+    """The INT8 demo model when it ships (measured to keep the FP32 accuracy), else the FP32 one."""
+    int8 = root / "engines" / "demo_small_int8.onnx"
+    return int8 if int8.is_file() else root / "engines" / "demo_small.onnx"
 
 
 def _yaml_params(path: pathlib.Path, node: str) -> dict:
@@ -100,7 +107,7 @@ def _demo(context, *args, **kwargs):
         tracker["model.checkpoint"] = str(pathlib.Path(a["checkpoint"]).resolve())
         tracker["model.onnx"] = str(pathlib.Path(a["onnx"]).resolve()) if a["onnx"] else ""
     else:
-        onnx = pathlib.Path(a["onnx"]) if a["onnx"] else root / "engines" / "demo_small.onnx"
+        onnx = pathlib.Path(a["onnx"]) if a["onnx"] else _default_model(root)
         if not onnx.is_file():
             return [LogInfo(msg=f"demo: model {onnx} not found (run `make demo-model` or pass onnx:=PATH)"),
                     EmitEvent(event=Shutdown(reason="no demo model"))]
