@@ -299,7 +299,8 @@ def ensure_int8(cache, fp32_path, config, *, samples: int = 8, log=None) -> path
     from ckd_ros.runtime.cache import key_digest
 
     key = {"source_sha256": _sha(fp32_path), "method": "static", "calibration": f"random normal x{samples}",
-           "onnxruntime": _ort_version(), "op_types": list(STATIC_OP_TYPES)}
+           "onnxruntime": _ort_version(), "op_types": list(STATIC_OP_TYPES),
+           "fp32": ["attention matmuls", "box head"]}
     path = cache.path("onnx-int8", f"{pathlib.Path(fp32_path).stem}-{key_digest(key)[:12]}-int8.onnx")
 
     def produce(tmp: pathlib.Path) -> None:
