@@ -71,8 +71,8 @@ def demo_gate(fp32: str, int8: str, work: pathlib.Path) -> dict:
     for tag, path in (("fp32", fp32), ("int8", int8)):
         js = work / f"demo_eval_{tag}.json"
         subprocess.run([sys.executable, "-m", "ckd_ros.demo.evaluate", "--onnx", path,
-                        "--work", str(work / "demo_eval"), "--per-scenario", "3", "--frames", "120", "--tag", tag, "--json", str(js)], check=True,
-                       stdout=subprocess.DEVNULL)
+                        "--work", str(work / "demo_eval"), "--per-scenario", "3", "--frames", "120",
+                        "--tag", tag, "--json", str(js)], check=True, stdout=subprocess.DEVNULL)
         res[tag] = json.loads(js.read_text())["rgbt"]["metrics"]
     res["delta_points"] = {k: 100 * (res["int8"][k] - res["fp32"][k]) for k in res["fp32"]}
     return res

@@ -37,6 +37,8 @@ ARGS = {  # name: (default, description)
                  "else engines/demo_small.onnx"),
     "checkpoint": ("", "converted checkpoint instead of the ONNX (e.g. with backend:=torch)"),
     "backend": ("onnxruntime", "tracker backend (onnxruntime | torch | auto | tensorrt)"),
+    "threads": ("1", "CPU threads of the tracker's network (OMP_NUM_THREADS): 1 leaves the second core to "
+                     "the camera, the node's I/O and the monitor; empty: all cores"),
     "params_file": ("", "parameter file for all demo nodes; empty: config/demo.yaml"),
     "out_dir": ("out", "where demo.mp4 and demo_summary.json go"),
     "video": ("true", "write the overlay video"),
@@ -76,11 +78,11 @@ def _ros_value(value) -> str:
     return str(value)
 
 
-def _node(module: str, params_file: pathlib.Path, overrides: dict, name: str) -> ExecuteProcess:
+def _node(module: str, params_file: pathlib.Path, overrides: dict, name: str, env=None) -> ExecuteProcess:
     cmd = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
     for key, value in overrides.items():
         cmd += ["-p", f"{key}:={_ros_value(value)}"]
-    return ExecuteProcess(cmd=cmd, name=name, output="screen", emulate_tty=False)
+    return ExecuteProcess(cmd=cmd, name=name, output="screen", emulate_tty=False, additional_env=env)
 
 
 def _demo(context, *args, **kwargs):
@@ -117,7 +119,8 @@ def _demo(context, *args, **kwargs):
                "thermal.homography": homography}
 
     camera = _node("ckd_ros.demo.camera", params_file, cam, "synthetic_camera")
-    track = _node("ckd_ros.node.tracker_node", params_file, tracker, "ckd_tracker")
+    threads = {"OMP_NUM_THREADS": a["threads"]} if a["threads"] else None
+    track = _node("ckd_ros.node.tracker_node", params_file, tracker, "ckd_tracker", threads)
     mon = _node("ckd_ros.demo.monitor", params_file, monitor, "demo_monitor")
     actions = [camera, track, mon,
                RegisterEventHandler(OnProcessExit(target_action=mon, on_exit=[
