@@ -197,21 +197,32 @@ def render_frames(n):
 
 
 def trt_rows(args, json_dir):
+    """Rows of benchmarks/gpu_check_trt.py (engineer `runtime`'s TensorRT check: parity of fp32,
+    fp32 + CUDA graph and fp16 engines with ONNX Runtime, GIL ticker, close() during inference), or one
+    row saying why it did not run. Its whole JSON is kept under "tensorrt" in ours."""
     script = REPO / "benchmarks" / "gpu_check_trt.py"
+    skip = {"model": "-", "mode": "tensorrt", "precision": "-"}
     if not script.is_file():
-        return [{"model": "-", "mode": "tensorrt", "precision": "-", "skipped": f"{script.name} not present"}]
+        return [dict(skip, skipped=f"{script.name} not present")], None
     if importlib.util.find_spec("tensorrt") is None:
-        return [{"model": "-", "mode": "tensorrt", "precision": "-",
-                 "skipped": "TensorRT Python bindings not importable (import tensorrt)"}]
+        return [dict(skip, skipped="TensorRT Python bindings not importable (import tensorrt)")], None
     out = json_dir / "gpu_check_trt.json"
-    cmd = [sys.executable, str(script), "--iters", str(args.iters), "--json", str(out)]
+    cmd = [sys.executable, str(script), "--device", "cpu" if args.device == "cpu" else "cuda",
+           "--iters", str(args.iters), "--json", str(out)]
     print(f"running {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, check=False)
-    if proc.returncode != 0 or not out.is_file():
-        return [{"model": "-", "mode": "tensorrt", "precision": "-",
-                 "skipped": f"{script.name} exited {proc.returncode}"}]
+    if not out.is_file():
+        return [dict(skip, skipped=f"{script.name} exited {proc.returncode} without JSON")], None
     data = json.loads(out.read_text())
-    return list(data.get("results", data if isinstance(data, list) else []))
+    rows = []
+    for v in data.get("variants", []) if isinstance(data, dict) else []:
+        row = {"model": pathlib.Path(str(data.get("onnx", "model"))).stem, "mode": "tensorrt",
+               "precision": str(v.get("check", "?")).replace("tensorrt ", "")}
+        row.update({k: v[k] for k in v if k not in row})
+        rows.append(row)
+    if not rows:
+        rows = [dict(skip, skipped=f"{script.name} ran no variant (exit {proc.returncode}; see its output)")]
+    return rows, data
 
 
 def _fmt(v, spec):
@@ -276,14 +287,15 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
     json_path = pathlib.Path(args.json)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    for r in trt_rows(args, json_path.parent):
+    trt, trt_json = trt_rows(args, json_path.parent)
+    for r in trt:
         rows.append(r)
         _print_row(r)
     for r in rows:
         if r.get("mode") == "eager" and r.get("precision") == "fp32" and r.get("model") in PAPER_FPS:
             r["paper_fps"] = PAPER_FPS[r["model"]]
     result = {"machine": machine, "device": str(device), "iters": args.iters, "warmup": args.warmup,
-              "seconds": round(time.monotonic() - t_start, 1), "results": rows,
+              "seconds": round(time.monotonic() - t_start, 1), "results": rows, "tensorrt": trt_json,
               "loadavg_1m_after": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"total {result['seconds']:.0f} s; JSON {json_path}", flush=True)

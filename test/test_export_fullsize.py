@@ -14,7 +14,7 @@ import torch
 
 from ckd_ros.model import CKDConfig, CKDStudent
 from ckd_ros.model.export import INPUT_NAMES, OUTPUT_NAMES, check_graph, example_inputs, export_onnx
-from conftest import IN_CI
+from conftest import IN_CI, shared_path
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4
@@ -52,6 +52,10 @@ def test_fullsize_export_parity_and_trt_rtx_build(tmp_path, preset):
     assert meta["keep_counts"] == ([180, 126, 89] if mce else [])
     proto = onnx.load(str(path), load_external_data=False)
     assert check_graph(proto, 17) == []
+    from ckd_ros.runtime.onnx_ops import check_onnx_ops, load_table
+
+    for version in ("8.6.1", "10.3.0"):  # the standard mode's TensorRT versions (8.5: test_export_trt_ops)
+        assert check_onnx_ops(proto, load_table(shared_path("data", "tensorrt_onnx_ops"), version)) == []
     assert sum(n.op_type == "TopK" for n in proto.graph.node) == (3 if mce else 0)
     del proto
     inputs = [example_inputs(model.config, seed=s) for s in (11, 12)]

@@ -19,7 +19,7 @@ from conftest import IN_CI, shared_path
 def trt_rtx():
     if importlib.util.find_spec("tensorrt_rtx") is None:
         if IN_CI:
-            pytest.fail("tensorrt_rtx missing: it is in requirements.txt and CI must have it")
+            pytest.fail("tensorrt_rtx missing: it is in requirements/dev.txt and CI must have it")
         pytest.skip("tensorrt_rtx not installed (pip install tensorrt-rtx-cu12)")
     return import_tensorrt("tensorrt_rtx")
 
@@ -88,3 +88,30 @@ def test_fp16_on_a_strongly_typed_tensorrt_is_a_clear_error(trt_rtx, tmp_path):
     export_onnx(CKDStudent(CKDConfig.demo_small()).eval(), onnx_path)
     with pytest.raises(CKDError, match="FP16"):
         build_engine_bytes(onnx_path, precision="fp16", trt=trt_rtx, log=lambda m: None)
+
+
+def test_trt85_export_parses_and_its_norm_layers_are_found(trt_rtx, tmp_path):
+    """JetPack 5 mode (opset 16, LayerNorm decomposed): a real TensorRT parser imports it, and the
+    layers the FP16 build pins to FP32 (NORM_SCOPE) cover every LayerNorm of the model."""
+    import re
+
+    import onnx
+
+    from ckd_ros.runtime.trt_build import NORM_SCOPE, has_decomposed_norms, parse_onnx
+
+    model = load_checkpoint(shared_path("fixtures", "ckd_parity", "mce.pth"), CKDConfig.preset("parity_mce"))
+    std, old = tmp_path / "std.onnx", tmp_path / "trt85.onnx"
+    export_onnx(model, std, mode="standard")
+    meta = export_onnx(model, old, mode="trt85")
+    assert meta["opset"] == 16 and meta["export_mode"] == "trt85"
+    old_ops = {n.op_type for n in onnx.load(str(old)).graph.node}
+    assert "LayerNormalization" not in old_ops and {"ReduceMean", "Sqrt", "Div"} <= old_ops
+    ln_scopes = {n.name.rsplit("/", 1)[0] for n in onnx.load(str(std)).graph.node if n.op_type == "LayerNormalization"}
+    logger = trt_rtx.Logger(trt_rtx.Logger.ERROR)
+    network, _ = parse_onnx(trt_rtx, trt_rtx.Builder(logger), logger, old)
+    names = [network.get_layer(i).name for i in range(network.num_layers)]
+    pinned_scopes = {re.sub(r"/[^/]*$", "", n) for n in names if NORM_SCOPE.search(n) and n.startswith("/")}
+    assert ln_scopes and ln_scopes == pinned_scopes
+    assert has_decomposed_norms(trt_rtx, network)
+    fused, _ = parse_onnx(trt_rtx, trt_rtx.Builder(logger), logger, std)
+    assert not has_decomposed_norms(trt_rtx, fused)

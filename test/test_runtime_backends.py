@@ -90,6 +90,7 @@ def test_auto_picks_and_says_why(mce, tmp_path):
         if not gpu.available:
             assert backend.name == "onnxruntime"
             assert "no usable GPU" in backend.reason and gpu.reason in backend.reason
+            assert "picked ONNX Runtime" in backend.reason
         assert any(backend.reason in m for m in logs)
         maps = backend.infer(*_sample(io, 0))
         assert np.abs(maps["score_map"] - io["score_map"][0:1]).max() < 1e-4
@@ -106,14 +107,77 @@ def test_auto_with_fp16_falls_back_to_fp32_on_cpu(ort_backend):
 
 
 def test_choose_auto_decisions():
-    assert choose_auto(GPU, True, True, True)[0] == "tensorrt"
-    kind, why = choose_auto(GPU, False, True, True)
-    assert kind == "onnxruntime" and "TensorRT" in why
-    kind, why = choose_auto(NO_GPU, True, True, True)
+    assert choose_auto(GPU, [], True, True)[0] == "tensorrt"
+    missing = ["GPU present, cuda-python 13.0.1 incompatible with driver 12.2: pip install 'cuda-python>=12.2,<12.3'"]
+    kind, why = choose_auto(GPU, missing, True, True)
+    assert kind == "onnxruntime" and why == f"auto: TensorRT not usable ({missing[0]}); picked ONNX Runtime"
+    assert "\n" not in why
+    kind, why = choose_auto(NO_GPU, ["no usable GPU: cudaErrorNoDevice"], True, True)
     assert kind == "onnxruntime" and "cudaErrorNoDevice" in why
-    assert choose_auto(NO_GPU, False, False, True)[0] == "torch"
+    assert choose_auto(NO_GPU, ["no usable GPU: x"], False, True)[0] == "torch"
     with pytest.raises(CKDError, match="no backend"):
-        choose_auto(NO_GPU, False, False, False)
+        choose_auto(NO_GPU, ["no usable GPU: x"], False, False)
+
+
+def test_auto_checks_every_tensorrt_requirement_before_choosing_it(ort_backend, monkeypatch):
+    """A GPU and TensorRT but a cuda-python that cannot talk to the driver: auto must not build for
+    minutes and fail; it picks ONNX Runtime and says why in one line."""
+    from trt_fakes import FakeCudart
+
+    from ckd_ros.runtime import gpu as gpu_mod
+
+    backend, _ = ort_backend
+    gpu = GpuInfo(True, "driver", name="Orin", compute_capability=(8, 7), driver_version="12.2", source="driver")
+    monkeypatch.setattr(gpu_mod, "probe_gpu", lambda: gpu)
+    monkeypatch.setattr(gpu_mod, "cuda_python_version", lambda: "13.0.1")
+    from ckd_ros.runtime import cuda_mem
+
+    monkeypatch.setattr(cuda_mem, "import_cudart", lambda: FakeCudart("13.0.1", driver="12.2"))
+    auto = open_backend("auto", onnx=backend.onnx_path, device="cpu", trt_module="json")  # an importable module
+    try:
+        assert auto.name == "onnxruntime"
+        assert "cuda-python 13.0.1 incompatible with driver 12.2: pip install 'cuda-python>=12.2,<12.3'" in auto.reason
+        assert "picked ONNX Runtime" in auto.reason
+    finally:
+        auto.close()
+
+
+class _FallbackOrt:
+    """onnxruntime whose CUDA provider silently fails to start (missing libcudnn): the session runs on
+    the CPU and get_providers() says so."""
+
+    def __init__(self, ort):
+        self._ort = ort
+        self.requested = None
+
+    def __getattr__(self, name):
+        return getattr(self._ort, name)
+
+    def get_available_providers(self):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def InferenceSession(self, path, sess_options=None, providers=None):  # noqa: N802 (onnxruntime's name)
+        self.requested = providers
+        return self._ort.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+
+def test_onnxruntime_provider_truth(ort_backend, monkeypatch):
+    import onnxruntime
+
+    from ckd_ros.runtime import ort_backend as ort_mod
+
+    backend, _ = ort_backend
+    fake = _FallbackOrt(onnxruntime)
+    monkeypatch.setattr(ort_mod, "import_onnxruntime", lambda: fake)
+    with pytest.raises(CKDError, match="could not start CUDAExecutionProvider and fell back to CPUExecutionProvider"):
+        OnnxRuntimeBackend(backend.onnx_path, device="cuda", gpu_ok=True)
+    assert fake.requested[0] == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0})  # FP32 is FP32
+    logs = []
+    auto = OnnxRuntimeBackend(backend.onnx_path, device="auto", gpu_ok=True, log=logs.append)
+    assert auto.providers == ["CPUExecutionProvider"]
+    assert "fell back to CPUExecutionProvider" in auto.reason and "fell back" in logs[0]
+    assert "CPUExecutionProvider" in auto.describe()
+    auto.close()
 
 
 def test_onnx_only_source_reads_config_from_metadata(ort_backend, mce):
@@ -128,7 +192,7 @@ def test_onnx_only_source_reads_config_from_metadata(ort_backend, mce):
 @pytest.mark.skipif(probe_gpu().available, reason="checks the no-GPU error")
 def test_tensorrt_without_gpu_is_a_clear_error(ort_backend):
     backend, _ = ort_backend
-    with pytest.raises(CKDError, match="needs an NVIDIA GPU"):
+    with pytest.raises(CKDError, match="TensorRT backend unusable here: no usable GPU"):
         open_backend("tensorrt", onnx=backend.onnx_path)
 
 
@@ -137,7 +201,7 @@ def test_bad_requests_are_ckd_errors(tmp_path, ort_backend):
     with pytest.raises(CKDError, match="unknown backend"):
         open_backend("cuda-magic", onnx=backend.onnx_path)
     with pytest.raises(CKDError, match="precision"):
-        open_backend("onnxruntime", onnx=backend.onnx_path, precision="int8")
+        open_backend("onnxruntime", onnx=backend.onnx_path, precision="int4")
     with pytest.raises(CKDError, match="not found"):
         open_backend("onnxruntime", checkpoint=tmp_path / "missing.pth")
     with pytest.raises(CKDError, match="needs a checkpoint, an ONNX file or a model"):
@@ -151,12 +215,24 @@ def test_bad_requests_are_ckd_errors(tmp_path, ort_backend):
                            gpu_ok=False)
 
 
+def test_cpu_wheel_beside_the_gpu_wheel_is_named(monkeypatch):
+    from ckd_ros.runtime import ort_backend as ort_mod
+
+    monkeypatch.setattr(ort_mod, "_both_wheels_installed", lambda: True)
+    prov, why = choose_providers(["CPUExecutionProvider"], "auto", "fp32", gpu_ok=True)
+    assert prov == ["CPUExecutionProvider"] and "hides the CUDA provider" in why
+    with pytest.raises(CKDError, match="pip uninstall -y onnxruntime onnxruntime-gpu"):
+        choose_providers(["CPUExecutionProvider"], "cuda", "fp32", gpu_ok=True)
+
+
 def test_onnxruntime_provider_choice():
     cpu_only = ["CPUExecutionProvider"]
     gpu_ort = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers(cpu_only, None, "fp32", gpu_ok=True)[0] == ["CPUExecutionProvider"]
     prov, why = choose_providers(gpu_ort, "auto", "fp32", gpu_ok=True)
     assert prov[0][0] == "CUDAExecutionProvider" and prov[-1] == "CPUExecutionProvider"
+    assert prov[0][1]["use_tf32"] == 0  # TF32 is not FP32
+    assert "use_tf32" not in choose_providers(gpu_ort, "tensorrt", "fp16", gpu_ok=True)[0][1][1]
     assert choose_providers(gpu_ort, "auto", "fp32", gpu_ok=False)[0] == ["CPUExecutionProvider"]
     prov, _ = choose_providers(gpu_ort, "tensorrt", "fp16", gpu_ok=True, trt_cache_dir="/c")
     assert prov[0][0] == "TensorrtExecutionProvider" and prov[0][1]["trt_fp16_enable"] is True

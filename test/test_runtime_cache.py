@@ -16,7 +16,8 @@ from ckd_ros.runtime.engine_cache import EngineKey, ensure_engine, load_engine, 
 from ckd_ros.runtime.gpu import GpuInfo
 
 ORIN = GpuInfo(True, "test", name="Orin (nvgpu)", compute_capability=(8, 7), driver_version="12.2",
-               runtime_version="12.2", device_count=1, source="test", l4t_release="R36.3.0")
+               device_count=1, source="test", l4t_release="R36.3.0", sm_count=16,
+               jetson_model="NVIDIA Jetson AGX Orin Developer Kit")
 
 
 def key_for(**changes) -> EngineKey:
@@ -31,7 +32,7 @@ class FakeBuilder:
     def __init__(self, payload=b"ENGINE", delay=0.0):
         self.calls, self.payload, self.delay = 0, payload, delay
 
-    def __call__(self, onnx_path: pathlib.Path, timing_cache: pathlib.Path) -> bytes:
+    def __call__(self, onnx_path: pathlib.Path, timing_cache: pathlib.Path, out: pathlib.Path) -> bytes:
         self.calls += 1
         time.sleep(self.delay)
         return self.payload + b"#%d" % self.calls
@@ -48,7 +49,9 @@ def test_key_holds_every_field_that_makes_an_engine_foreign():
     k = key_for().as_dict()
     assert k["onnx_sha256"] == "ab" * 32
     assert (k["trt_version"], k["gpu_name"], k["compute_capability"]) == ("10.3.0", "Orin (nvgpu)", "8.7")
-    assert (k["cuda_driver"], k["cuda_runtime"], k["l4t_release"]) == ("12.2", "12.2", "R36.3.0")
+    assert (k["cuda_driver"], k["l4t_release"], k["sm_count"]) == ("12.2", "R36.3.0", "16")
+    assert k["jetson_model"] == "NVIDIA Jetson AGX Orin Developer Kit"
+    assert not any("runtime" in f or "python" in f for f in k)  # nothing from binding versions
     assert (k["precision"], k["workspace_mb"], k["trt_module"]) == ("fp16", 2048, "tensorrt")
     # each field changes the key; the slot (file name) only for what may coexist on one machine
     assert key_for(precision="fp32").slot_name() != key_for().slot_name()
@@ -138,7 +141,7 @@ def test_deserialisation_failure_rebuilds_once(tmp_path, onnx_file):
 def test_failed_build_leaves_no_partial_engine(tmp_path, onnx_file):
     cache = ArtifactCache(tmp_path)
 
-    def broken(onnx_path, tc):
+    def broken(onnx_path, tc, out):
         raise CKDError("parser said no")
 
     with pytest.raises(CKDError, match="parser said no"):
@@ -165,7 +168,7 @@ def test_concurrent_threads_build_once(tmp_path, onnx_file):
 
 
 def _proc_worker(root, onnx_file, counter_dir, q):
-    def build(onnx_path, tc):
+    def build(onnx_path, tc, out):
         (pathlib.Path(counter_dir) / f"build-{multiprocessing.current_process().pid}").touch()
         time.sleep(0.5)
         return b"ENGINE"

@@ -6,8 +6,6 @@ CE rankings may legitimately flip in FP16 (deployment notes).
 """
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -22,8 +20,12 @@ FIXTURE_INPUTS = ("template_rgb", "template_tir", "search_rgb", "search_tir")
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_tensorrt():
-    if importlib.util.find_spec("tensorrt") is None:
-        pytest.skip("GPU present but the TensorRT Python bindings are not installed")
+    """Skip with what is missing: TensorRT bindings, or a cuda-python that matches the driver."""
+    from ckd_ros.runtime.gpu import probe_gpu, tensorrt_problems
+
+    problems = tensorrt_problems(probe_gpu())
+    if problems:
+        pytest.skip("GPU present but TensorRT is not usable: " + "; ".join(problems))
 
 
 def decode_box(maps):

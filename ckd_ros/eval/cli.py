@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from ckd_ros.errors import CKDError
 from ckd_ros.frames.datasets import DATASETS
+from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 
 DEFAULT_OUT = Path("eval_results")
 
@@ -44,11 +45,11 @@ def register(subparsers) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     _output_args(b)
     be = b.add_argument_group("backend")
-    be.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    be.add_argument("--backend", default="auto", choices=KINDS)
     be.add_argument("--checkpoint", type=Path, default=None, help="official .pth.tar or converted file")
     be.add_argument("--onnx", type=Path, default=None, help="exported ONNX model")
-    be.add_argument("--preset", default=None, help="model preset (vitb_mce, vitb, demo_small)")
-    be.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    be.add_argument("--preset", default=None, help=f"model preset ({', '.join(PRESETS)})")
+    be.add_argument("--precision", default="fp32", choices=PRECISIONS)
     be.add_argument("--device", default=None, help="e.g. cuda:0 or cpu")
     b.set_defaults(func=run_benchmark_cmd)
 

@@ -31,7 +31,9 @@ def _info(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    presets = "vitb, vitb_mce, vitb_ce, demo_small"
+    from ckd_ros.model.config import PRESETS
+
+    presets = ", ".join(PRESETS)
     p = sub.add_parser("convert", help="official/plain checkpoint -> safe deployable .safetensors",
                        description="Read an official CKD .pth.tar (restricted unpickler: no code runs), a plain "
                                    "state dict or a converted file, keep the student, and write safetensors with "

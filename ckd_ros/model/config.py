@@ -12,6 +12,11 @@ from typing import Any, Dict, Tuple
 
 from ckd_ros.errors import CKDError
 
+#: the released/deployable model presets (the one list; parity_* are test fixtures' models)
+PRESETS = ("vitb_mce", "vitb", "vitb_ce", "demo_small")
+#: presets of the parity fixtures (tests)
+TEST_PRESETS = ("parity_noce", "parity_mce")
+
 
 @dataclass(frozen=True)
 class CKDConfig:
@@ -36,10 +41,6 @@ class CKDConfig:
         self.validate()
 
     # ---- derived sizes -------------------------------------------------------------------
-    @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
-
     @property
     def template_feat_size(self) -> int:
         return self.template_size // self.patch_size
@@ -122,11 +123,10 @@ class CKDConfig:
 
     @classmethod
     def preset(cls, name: str) -> CKDConfig:
-        presets = {"vitb": cls.vitb, "vitb_mce": cls.vitb_mce, "vitb_ce": cls.vitb_ce,
-                   "demo_small": cls.demo_small,
-                   "parity_noce": lambda: cls.parity_small(False), "parity_mce": lambda: cls.parity_small(True)}
+        presets = {n: getattr(cls, n) for n in PRESETS}
+        presets.update(parity_noce=lambda: cls.parity_small(False), parity_mce=lambda: cls.parity_small(True))
         if name not in presets:
-            raise CKDError(f"unknown model preset '{name}'; choose one of: {', '.join(presets)}")
+            raise CKDError(f"unknown model preset '{name}'; choose one of: {', '.join(PRESETS + TEST_PRESETS)}")
         return presets[name]()
 
     # ---- (de)serialisation ---------------------------------------------------------------

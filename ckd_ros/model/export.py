@@ -3,8 +3,10 @@
 The graph: batch 1, template/search sizes from the config, inputs z_rgb, z_tir, x_rgb, x_tir
 (normalised float32), outputs score_map, size_map, offset_map. Candidate elimination stays inside
 the graph with constant keep counts (TopK with constant K + Gather + Scatter); nothing has a
-data-dependent shape. The legacy TorchScript exporter (dynamo=False) is used: it honours the
-requested opset exactly (dynamo was seen to emit 18 for 17) and gives a deterministic graph.
+data-dependent shape. The legacy TorchScript exporter is used (`dynamo=False` on torch >= 2.5, the
+default on 2.0-2.4, so NVIDIA's JetPack wheels export too): it honours the requested opset exactly
+(dynamo was seen to emit 18 for 17) and gives a deterministic graph. Export modes (onnx_meta):
+`standard` (opset 17) and `trt85` (opset 16, LayerNorm decomposed, for TensorRT 8.5 / JetPack 5).
 
 Metadata (config, source checkpoint hash, exporter versions, I/O shapes) goes both into the ONNX
 metadata_props under "ckd_ros" (travels with the file) and into a JSON sidecar `<stem>.json`.
@@ -14,6 +16,7 @@ exported graph selects the same tokens as PyTorch; deployed files never carry th
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import pathlib
 import time
@@ -24,13 +27,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CKDError, DependencyError
+from ckd_ros.fileio import atomic_path, atomic_write_text
+from ckd_ros.model.io_spec import INPUT_NAMES, OUTPUT_NAMES, io_shapes
+from ckd_ros.model.onnx_meta import (
+    EXPORT_MODES,
+    FORMAT,
+    METADATA_KEY,
+    ExportMode,
+    export_mode,
+    read_metadata,
+    sidecar_path,
+)
 
-INPUT_NAMES = ("z_rgb", "z_tir", "x_rgb", "x_tir")  # = ckd_ros.runtime.base.INPUT_NAMES
-OUTPUT_NAMES = ("score_map", "size_map", "offset_map")  # = ckd_ros.runtime.base.OUTPUT_NAMES
-METADATA_KEY = "ckd_ros"
-FORMAT = "ckd_ros.onnx.v1"
-DEFAULT_OPSET = 17
+__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "FORMAT", "METADATA_KEY", "EXPORT_MODES", "DEFAULT_OPSET", "io_shapes",
+           "export_onnx", "check_graph", "read_metadata", "sidecar_path", "verify_onnx",
+           "example_inputs", "debug_output_names", "resolve_mode"]
+DEFAULT_OPSET = EXPORT_MODES["standard"].opset
+MIN_TORCH = (2, 0)
 # ops whose output shape depends on data (TensorRT needs static shapes; NonZero is rejected outright)
 DATA_DEPENDENT_OPS = ("NonZero", "Compress", "Unique", "Loop", "If", "Scan")
 
@@ -61,85 +75,101 @@ def debug_output_names(config) -> List[str]:
     return names
 
 
-def io_shapes(config, batch: int = 1) -> Dict[str, List[int]]:
-    t, s, f = config.template_size, config.search_size, config.feat_size
-    return {"z_rgb": [batch, 3, t, t], "z_tir": [batch, 3, t, t], "x_rgb": [batch, 3, s, s],
-            "x_tir": [batch, 3, s, s], "score_map": [batch, 1, f, f], "size_map": [batch, 2, f, f],
-            "offset_map": [batch, 2, f, f]}
-
-
 def example_inputs(config, seed: int = 0, batch: int = 1):
     g = torch.Generator().manual_seed(seed)
     shapes = io_shapes(config, batch)
     return tuple(torch.randn(*shapes[n], generator=g) for n in INPUT_NAMES)
 
 
-def sidecar_path(onnx_path) -> pathlib.Path:
-    return pathlib.Path(onnx_path).with_suffix(".json")
+def resolve_mode(mode: Optional[str] = None, opset: Optional[int] = None) -> ExportMode:
+    """The export mode for a (mode, opset) request: an explicit mode wins (its opset must match a
+    given one); an opset alone picks the mode (< 17: trt85, LayerNorm decomposed)."""
+    if mode is not None:
+        m = export_mode(mode)
+        if opset is not None and int(opset) != m.opset:
+            raise CKDError(f"export mode {m.name} uses opset {m.opset}, not {opset}; drop --opset")
+        return m
+    if opset is None:
+        return export_mode(None)
+    for m in EXPORT_MODES.values():
+        if m.opset == int(opset):
+            return m
+    raise CKDError(f"opset {opset} is not an export mode's: "
+                   + ", ".join(f"{m.opset} ({m.name})" for m in EXPORT_MODES.values()))
 
 
-def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_outputs: bool = False,
-                checkpoint=None, checkpoint_sha256: Optional[str] = None, write_sidecar: bool = True,
-                log=None) -> Dict:
-    """Export `model` (a CKDStudent) to `path`; return the metadata dict. Raises CKDError if the
-    resulting graph breaks a deployment rule (see check_graph)."""
+def _torch_export_kwargs() -> Dict:
+    """`dynamo=False` where this torch's exporter accepts it (2.5+; 2.0-2.4 have only the legacy one)."""
+    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2] if p.isdigit())
+    if version < MIN_TORCH:
+        raise DependencyError(f"ONNX export needs torch >= {'.'.join(map(str, MIN_TORCH))} "
+                              f"(found {torch.__version__}); JetPack 5/6 NVIDIA wheels (2.0-2.3) work")
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        return {"dynamo": False}
+    return {}
+
+
+def export_onnx(model: nn.Module, path, *, mode: Optional[str] = None, opset: Optional[int] = None,
+                debug_outputs: bool = False, checkpoint=None, checkpoint_sha256: Optional[str] = None,
+                write_sidecar: bool = True, log=None) -> Dict:
+    """Export `model` (a CKDStudent) to `path`; return the metadata dict.
+
+    mode: an export mode of ckd_ros.model.onnx_meta.EXPORT_MODES ("standard": opset 17; "trt85":
+    opset 16 with LayerNorm decomposed, for TensorRT 8.5 / JetPack 5); opset alone also picks one.
+    Raises CKDError if the resulting graph breaks a deployment rule (see check_graph),
+    DependencyError for a torch older than 2.0."""
     import onnx
 
     log = log or (lambda msg: None)
+    xmode = resolve_mode(mode, opset)
+    opset = xmode.opset
+    export_kwargs = _torch_export_kwargs()
     config = model.config
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names_out = list(OUTPUT_NAMES) + (debug_output_names(config) if debug_outputs else [])
-    was_training = model.training
-    model.eval()
-    t0 = time.monotonic()
-    try:
-        with torch.no_grad(), _quiet_exporter():
-            torch.onnx.export(_ExportWrapper(model, debug_outputs), example_inputs(config), str(path),
-                              dynamo=False, opset_version=int(opset), do_constant_folding=True,
-                              input_names=list(INPUT_NAMES), output_names=names_out)
-    finally:
-        model.train(was_training)
-    proto = onnx.load(str(path))
-    problems = check_graph(proto, opset)
-    if problems:
-        raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
-    if checkpoint is not None and checkpoint_sha256 is None:
-        from ckd_ros.hashing import file_sha256
+    final = pathlib.Path(path)
+    with atomic_path(final) as path:  # an interrupted export never leaves a truncated .onnx behind
+        names_out = list(OUTPUT_NAMES) + (debug_output_names(config) if debug_outputs else [])
+        was_training = model.training
+        model.eval()
+        t0 = time.monotonic()
+        try:
+            with torch.no_grad(), _quiet_exporter():
+                torch.onnx.export(_ExportWrapper(model, debug_outputs), example_inputs(config), str(path),
+                                  opset_version=int(opset), do_constant_folding=True, **export_kwargs,
+                                  input_names=list(INPUT_NAMES), output_names=names_out)
+        finally:
+            model.train(was_training)
+        proto = onnx.load(str(path))
+        problems = check_graph(proto, opset)
+        if problems:
+            raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
+        if checkpoint is not None and checkpoint_sha256 is None:
+            from ckd_ros.hashing import file_sha256
 
-        checkpoint_sha256 = file_sha256(checkpoint)
-    meta = {
-        "format": FORMAT,
-        "config": config.to_dict(),
-        "checkpoint": {"path": str(checkpoint) if checkpoint else None, "sha256": checkpoint_sha256},
-        "opset": int(opset),
-        "inputs": {n: io_shapes(config)[n] for n in INPUT_NAMES},
-        "outputs": {n: io_shapes(config)[n] for n in OUTPUT_NAMES},
-        "debug_outputs": debug_output_names(config) if debug_outputs else [],
-        "keep_counts": list(config.keep_counts),
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "mode": "torchscript (dynamo=False)",
-                     "ckd_ros": _ckd_version()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
-    proto.producer_name = "ckd_ros"
-    onnx.save(proto, str(path))
+            checkpoint_sha256 = file_sha256(checkpoint)
+        meta = {
+            "format": FORMAT,
+            "config": config.to_dict(),
+            "checkpoint": {"path": str(checkpoint) if checkpoint else None, "sha256": checkpoint_sha256},
+            "opset": int(opset),
+            "export_mode": xmode.name,
+            "inputs": {n: list(io_shapes(config)[n]) for n in INPUT_NAMES},
+            "outputs": {n: list(io_shapes(config)[n]) for n in OUTPUT_NAMES},
+            "debug_outputs": debug_output_names(config) if debug_outputs else [],
+            "keep_counts": list(config.keep_counts),
+            "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "mode": "torchscript (legacy exporter)",
+                         "ckd_ros": _ckd_version()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
+        proto.producer_name = "ckd_ros"
+        onnx.save(proto, str(path))
+    path = final
     if write_sidecar:
-        sidecar_path(path).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=1, sort_keys=True))
     log(f"exported {path} (opset {opset}, {path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s")
     return meta
-
-
-def export_checkpoint(checkpoint, path, *, config=None, opset: int = DEFAULT_OPSET,
-                      debug_outputs: bool = False, write_sidecar: bool = True, log=None) -> Dict:
-    from ckd_ros.hashing import file_sha256
-    from ckd_ros.model.checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint, config)
-    return export_onnx(model, path, opset=opset, debug_outputs=debug_outputs, checkpoint=checkpoint,
-                       checkpoint_sha256=file_sha256(checkpoint), write_sidecar=write_sidecar, log=log)
 
 
 def check_graph(proto, opset: Optional[int] = None) -> List[str]:
@@ -176,26 +206,6 @@ def check_graph(proto, opset: Optional[int] = None) -> List[str]:
         if not dims or any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
             problems.append(f"{value.name} has a non-static shape")
     return problems
-
-
-def read_metadata(onnx_path) -> Dict:
-    """Metadata of a `ckd export` file: the JSON sidecar if present, else the embedded copy."""
-    onnx_path = pathlib.Path(onnx_path)
-    side = sidecar_path(onnx_path)
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-            if meta.get("format") == FORMAT:
-                return meta
-        except ValueError:
-            pass
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    raise CKDError(f"{onnx_path} carries no ckd_ros metadata (not made by `ckd export`); pass a config/preset")
 
 
 def verify_onnx(model: nn.Module, onnx_path, *, seed: int = 1, log=None) -> Dict[str, float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ckd_ros.frames.thermal import ThermalNormalizer
+from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 from ckd_ros.tracking import Registration, TrackerParams
 
 # when a parameter may change
@@ -21,7 +22,6 @@ UNCONFIGURED = "unconfigured"  # read-only after configure: the model is loaded 
 STARTUP = "startup"  # read-only (descriptor): only from the command line / params file
 
 IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-PRESETS = ("vitb_mce", "vitb", "vitb_ce", "demo_small")
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ SPECS: List[ParamSpec] = [
     ParamSpec("model.preset", "vitb_mce", "network configuration of an official checkpoint (converted and "
               "ONNX files carry their own)", UNCONFIGURED, choices=PRESETS),
     ParamSpec("backend", "auto", "inference backend; auto = TensorRT on a GPU, else ONNX Runtime",
-              UNCONFIGURED, choices=("auto", "tensorrt", "onnxruntime", "torch")),
-    ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson)", UNCONFIGURED,
-              choices=("fp16", "fp32")),
+              UNCONFIGURED, choices=KINDS),
+    ParamSpec("precision", "fp32", "network precision (fp16 for TensorRT on Jetson; int8 needs a QDQ ONNX "
+              "file from `ckd quantize`)", UNCONFIGURED, choices=PRECISIONS),
     ParamSpec("device", "", "torch/onnxruntime device, e.g. cuda:0 or cpu; empty: automatic", UNCONFIGURED),
     ParamSpec("engine.cache_dir", "", "TensorRT engine cache; empty: the user cache dir (never the "
               "install dir)", UNCONFIGURED),
@@ -82,6 +82,11 @@ SPECS: List[ParamSpec] = [
     ParamSpec("thermal.invert", False, "invert the 8-bit thermal image (black-hot cameras)", RUNTIME),
     ParamSpec("registration.homography", list(IDENTITY), "3x3 row-major homography thermal pixels -> RGB "
               "pixels; identity for pre-registered rigs", RUNTIME, length=9),
+    ParamSpec("registration.mode", "homography", "homography: registration.homography; camera_info: computed "
+              "from rgb/camera_info, thermal/camera_info and the TF between their optical frames", RUNTIME,
+              choices=("homography", "camera_info")),
+    ParamSpec("registration.depth_m", 0.0, "camera_info mode: distance (m) of the registered plane in front "
+              "of the thermal camera; 0 = infinity", RUNTIME, min=0.0, max=1e6),
     # tracking
     ParamSpec("tracking.lost_threshold", 0.25, "score below which a frame counts as low; 0 = never LOST",
               RUNTIME, min=0.0, max=1.0),

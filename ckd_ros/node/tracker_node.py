@@ -9,7 +9,6 @@ pair only, inference off the executor), params, diagnostics, overlay, target, de
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import sys
 import time
 from typing import Any, Callable, Dict, Optional
@@ -31,6 +30,7 @@ from ckd_ros.node import diagnostics as diag
 from ckd_ros.node import params as P
 from ckd_ros.node.detections import build_detections
 from ckd_ros.node.frame_cache import FrameCache, FramePair
+from ckd_ros.node.geometry import GeometryHelper
 from ckd_ros.node.input_sync import PairInput, input_topics
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
 from ckd_ros.node.qos import input_qos
@@ -67,6 +67,8 @@ class CkdTrackerNode(LifecycleNode):
         self.converter, why = make_converter()
         self.get_logger().info(f"image conversion: {self.converter.name}" + (f" ({why})" if why else ""))
         self.cache = FrameCache(self._values["tracking.init_cache_s"])
+        # camera_info + TF registration, target ray (node/geometry.py)
+        self.geometry = GeometryHelper(self, self._values, lambda: self._apply({"registration.homography"}))
 
         self._backend = None
         self._tracker: Optional[Tracker] = None
@@ -100,7 +102,8 @@ class CkdTrackerNode(LifecycleNode):
             self.trigger_activate()
 
     def _make_settings(self, values: Dict[str, Any]) -> Settings:
-        return Settings(normalizer=P.make_normalizer(values), registration=P.make_registration(values),
+        registration = self.geometry.registration() or P.make_registration(values)
+        return Settings(normalizer=P.make_normalizer(values), registration=registration,
                         label=values["tracking.label"], slop_s=float(values["sync.slop"]))
 
     def _open_backend(self, values: Dict[str, Any]):
@@ -109,20 +112,11 @@ class CkdTrackerNode(LifecycleNode):
         from ckd_ros.runtime import open_backend  # noqa: PLC0415 - torch/TensorRT load only when configuring
 
         checkpoint, onnx = values["model.checkpoint"] or None, values["model.onnx"] or None
-        preset = values["model.preset"]
-        if onnx is not None and checkpoint is None:
-            preset = None  # an exported file carries its configuration
-        elif checkpoint is not None and os.path.isfile(checkpoint):
-            from ckd_ros.model import load_config_for  # noqa: PLC0415
-
-            stored = load_config_for(checkpoint)
-            if stored is not None:  # converted files carry their configuration; it wins over the preset
-                if stored.name != preset:
-                    self.get_logger().info(f"{checkpoint} holds a '{stored.name}' model: model.preset ignored")
-                preset = None
+        # which config wins (the file's own record over model.preset) is decided by open_backend's
+        # resolver (ckd_ros.model.config_source), which logs a preset it ignores
         return open_backend(
             values["backend"], checkpoint=checkpoint, onnx=onnx,
-            preset=preset, precision=values["precision"], device=values["device"] or None,
+            preset=values["model.preset"], precision=values["precision"], device=values["device"] or None,
             cache_dir=values["engine.cache_dir"] or None, workspace_mb=int(values["engine.workspace_mb"]),
             log=self.get_logger().info)
 
@@ -263,6 +257,7 @@ class CkdTrackerNode(LifecycleNode):
             self._det_pub.publish(build_detections(pair.rgb.header, box, outcome.score or 0.0, settings.label,
                                                    outcome.track_id))
             self.stats.count("detections_published")
+        self.geometry.publish(outcome)
         self._publish_overlays(outcome, settings)
         timings = outcome.timings  # completed in place: callers (benchmarks) read them afterwards
         timings["publish"] = (time.perf_counter() - t0) * 1e3
@@ -344,9 +339,10 @@ class CkdTrackerNode(LifecycleNode):
 
     def _apply(self, names) -> None:
         values = self._values
+        self.geometry.on_parameters(names)
         if self._settings is not None and names & {"thermal.normalization", "thermal.percentiles", "thermal.range",
                                                    "thermal.invert", "registration.homography", "tracking.label",
-                                                   "sync.slop"}:
+                                                   "sync.slop", "registration.mode", "registration.depth_m"}:
             self._settings = self._make_settings(values)  # one atomic swap the worker picks up per pair
             if self._tracker is not None:
                 self._tracker.registration = self._settings.registration
@@ -374,6 +370,10 @@ class CkdTrackerNode(LifecycleNode):
         worker = self._worker
         if worker is not None and worker.busy_since is not None:
             extra["worker_busy_s"] = f"{time.monotonic() - worker.busy_since:.2f}"
+        geo_values, geo_warning = self.geometry.diagnostics(self._settings.registration if self._settings else None)
+        extra.update(geo_values)
+        if geo_warning:
+            level, message = max(level, diag.WARN), (geo_warning if level == diag.OK else f"{message}; {geo_warning}")
         values = diag.key_values(snap, extra, self.reporter.totals())
         name = f"{self.get_name()}: tracker"
         self._diag_pub.publish(diag.build_array(self.get_clock().now().to_msg(), name,
@@ -381,6 +381,11 @@ class CkdTrackerNode(LifecycleNode):
 
 
 def main(args=None) -> int:
+    from ckd_ros.node import handle_help
+
+    handle_help("ckd_tracker", "CKD RGB-thermal tracker lifecycle node. Parameters: config/ckd_tracker.yaml "
+                "(--ros-args --params-file FILE); usually started with `ros2 launch ckd_ros ckd_tracker.launch.py`.",
+                args)
     rclpy.init(args=args)
     node = None
     executor = MultiThreadedExecutor(num_threads=4)

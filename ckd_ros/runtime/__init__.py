@@ -17,6 +17,9 @@ _LAZY = {
     "TorchBackend": "ckd_ros.runtime.torch_backend",
     "OnnxRuntimeBackend": "ckd_ros.runtime.ort_backend",
     "TensorRTBackend": "ckd_ros.runtime.trt_runner",
+    "TensorRTEngine": "ckd_ros.runtime.trt_engine",
+    "KINDS": "ckd_ros.runtime.options",
+    "PRECISIONS": "ckd_ros.runtime.options",
     "default_cache_dir": "ckd_ros.runtime.cache",
 }
 

@@ -15,24 +15,28 @@ from typing import Callable, Dict, Optional, Tuple
 from ckd_ros.errors import CKDError
 from ckd_ros.hashing import file_sha256
 from ckd_ros.runtime.cache import ArtifactCache, as_log, read_sidecar
-from ckd_ros.runtime.gpu import GpuInfo
+from ckd_ros.runtime.gpu import GpuInfo, device_identity
 
 # bump when build options change in a way the other key fields do not capture
-BUILD_RECIPE = 1
+# 2: device identity from the driver (SM count, Jetson model), no cuda-python version; FP32 norms
+BUILD_RECIPE = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class EngineKey:
+    """Everything that makes a built engine foreign. The device part is gpu.device_identity():
+    the same on every probe path and independent of binding versions (issue 17.7)."""
     onnx_sha256: str
     trt_module: str
     trt_version: str
     gpu_name: str
     compute_capability: str
+    sm_count: str
+    jetson_model: str
     cuda_driver: str
-    cuda_runtime: str
+    l4t_release: str
     precision: str
     workspace_mb: int
-    l4t_release: str
     recipe: int = BUILD_RECIPE
 
     def as_dict(self) -> Dict:
@@ -40,7 +44,7 @@ class EngineKey:
 
     def gpu_slug(self) -> str:
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu_name).strip("-").lower() or "gpu"
-        if self.compute_capability == "none":  # ahead-of-time build without a GPU (TensorRT-RTX)
+        if self.compute_capability in ("none", "unknown"):  # ahead-of-time build without a GPU (TensorRT-RTX)
             return gpu
         return f"{gpu}-sm{self.compute_capability.replace('.', '')}"
 
@@ -50,18 +54,8 @@ class EngineKey:
 
 def make_engine_key(onnx_sha256: str, *, trt_module: str, trt_version: str, gpu: GpuInfo,
                     precision: str, workspace_mb: int) -> EngineKey:
-    return EngineKey(
-        onnx_sha256=onnx_sha256,
-        trt_module=trt_module,
-        trt_version=str(trt_version),
-        gpu_name=gpu.name or "none",
-        compute_capability=gpu.sm or "none",
-        cuda_driver=gpu.driver_version or "unknown",
-        cuda_runtime=gpu.runtime_version or "unknown",
-        precision=precision,
-        workspace_mb=int(workspace_mb),
-        l4t_release=gpu.l4t_release or "none",
-    )
+    return EngineKey(onnx_sha256=onnx_sha256, trt_module=trt_module, trt_version=str(trt_version),
+                     precision=precision, workspace_mb=int(workspace_mb), **device_identity(gpu))
 
 
 def engine_dir(cache: ArtifactCache) -> pathlib.Path:
@@ -73,7 +67,9 @@ def timing_cache_path(cache: ArtifactCache, key: EngineKey) -> pathlib.Path:
     return engine_dir(cache) / f"timing-{key.trt_module}-{key.trt_version}-{key.gpu_slug()}.cache"
 
 
-BuildFn = Callable[[pathlib.Path, pathlib.Path], bytes]  # (onnx path, timing cache path) -> engine
+# (onnx path, timing cache path, output path) -> None, writing the engine to the output path
+# (a builder may instead return the engine bytes; they are written for it)
+BuildFn = Callable[[pathlib.Path, pathlib.Path, pathlib.Path], Optional[bytes]]
 
 
 def ensure_engine(onnx_path, key: EngineKey, build: BuildFn, cache: ArtifactCache, *, log=None,
@@ -83,7 +79,9 @@ def ensure_engine(onnx_path, key: EngineKey, build: BuildFn, cache: ArtifactCach
     tc = timing_cache_path(cache, key)
 
     def produce(tmp: pathlib.Path) -> None:
-        tmp.write_bytes(build(pathlib.Path(onnx_path), tc))
+        data = build(pathlib.Path(onnx_path), tc, tmp)
+        if data is not None:
+            tmp.write_bytes(data)
 
     return cache.ensure(path, key.as_dict(), produce, what="TensorRT engine", log=log, reject=reject,
                         extra={"onnx": str(onnx_path)})
@@ -95,7 +93,7 @@ def load_engine(onnx_path, key: EngineKey, build: BuildFn, deserialize: Callable
     rebuilt once (TensorRT returns None for plans from another version/GPU)."""
     log = as_log(log)
     path, action = ensure_engine(onnx_path, key, build, cache, log=log, stem=stem)
-    engine = deserialize(path.read_bytes())
+    engine = deserialize(path.read_bytes())  # the bytes go as soon as TensorRT has the engine
     if engine is not None:
         return engine, path, action
     if action != "cached":

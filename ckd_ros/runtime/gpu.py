@@ -1,56 +1,84 @@
-"""Is there an NVIDIA GPU we may hand to TensorRT? Asked before anything touches TensorRT.
+"""Is there an NVIDIA GPU we may hand to TensorRT, and can the TensorRT runner talk to it?
 
 Creating a TensorRT runtime without a usable GPU logs CUDA error 35 and the next call segfaults, so
-every TensorRT path asks `probe_gpu()` first. The probe never imports torch (slow, and it would make
-the answer depend on torch's CUDA build). Sources, most authoritative first:
+every TensorRT path asks `probe_gpu()` first. The probe never imports torch or cuda-python: the GPU
+question is answered by the driver itself, so a cuda-python that cannot talk to the driver (e.g.
+cuda-bindings 13 on a CUDA 12 driver) no longer reads as "no GPU" (issue 17.2). Sources, most
+authoritative first:
 
-1. cuda-python (`cuda.bindings.runtime`, older `cuda.cudart`): the CUDA runtime itself; its answer is
-   final when it is importable.
-2. `nvidia-smi`: the driver sees a GPU (runtime not checked).
-3. `/proc/driver/nvidia/gpus/*/information`: the kernel driver has a GPU bound (runtime not checked).
+1. the CUDA driver API through ctypes (`libcuda.so.1`: cuDriverGetVersion, cuInit, cuDeviceGetCount,
+   name, compute capability, SM count): final when the library loads;
+2. `nvidia-smi`: the driver sees a GPU (libcuda not loadable, so TensorRT cannot run);
+3. `/proc/driver/nvidia/gpus/*/information`: the kernel driver has a GPU bound.
+
+cuda-python is checked separately (`check_cuda_python`), only where the TensorRT runner needs it,
+with an install line matching the driver's CUDA version. `device_identity()` is the one normalised
+device identity the engine cache key uses (nothing from binding versions).
 
 Set CKD_DISABLE_GPU=1 to force the CPU paths (tests, debugging).
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import glob
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 TEGRA_RELEASE = "/etc/nv_tegra_release"
+DEVICE_TREE_MODEL = "/proc/device-tree/model"
+# CUdevice_attribute values (cuda.h, stable since CUDA 2.x/3.x)
+CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16
+CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
+CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
+CU_RESULT_NAMES = {0: "CUDA_SUCCESS", 3: "CUDA_ERROR_NOT_INITIALIZED", 34: "CUDA_ERROR_STUB_LIBRARY",
+                   35: "CUDA_ERROR_INSUFFICIENT_DRIVER", 100: "CUDA_ERROR_NO_DEVICE", 101: "CUDA_ERROR_INVALID_DEVICE",
+                   304: "CUDA_ERROR_OPERATING_SYSTEM", 803: "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+                   804: "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE", 999: "CUDA_ERROR_UNKNOWN"}
 
 
 @dataclasses.dataclass(frozen=True)
 class GpuInfo:
+    """What the probe found. driver_version is the CUDA version the driver supports ("12.2"), not
+    the kernel module's version; kernel_driver is that ("540.3.0", from nvidia-smi//proc)."""
     available: bool
     reason: str
     name: Optional[str] = None
     compute_capability: Optional[Tuple[int, int]] = None
     driver_version: Optional[str] = None
-    runtime_version: Optional[str] = None
     device_count: int = 0
     source: str = "none"
     l4t_release: Optional[str] = None
+    sm_count: Optional[int] = None
+    jetson_model: Optional[str] = None
+    kernel_driver: Optional[str] = None
 
     @property
     def sm(self) -> Optional[str]:
         cc = self.compute_capability
         return f"{cc[0]}.{cc[1]}" if cc else None
 
+    @property
+    def is_jetson(self) -> bool:
+        return bool(self.l4t_release or self.jetson_model)
+
     def describe(self) -> str:
         if not self.available:
             return f"no GPU ({self.reason})"
-        parts = [self.name or "NVIDIA GPU"]
+        parts = [self.jetson_model or self.name or "NVIDIA GPU"]
         if self.sm:
             parts.append(f"sm {self.sm}")
+        if self.sm_count:
+            parts.append(f"{self.sm_count} SMs")
         if self.driver_version:
-            parts.append(f"driver {self.driver_version}")
-        if self.runtime_version:
-            parts.append(f"CUDA runtime {self.runtime_version}")
+            parts.append(f"driver CUDA {self.driver_version}")
+        elif self.kernel_driver:
+            parts.append(f"driver {self.kernel_driver}")
         if self.l4t_release:
             parts.append(f"L4T {self.l4t_release}")
         return ", ".join(parts)
@@ -59,20 +87,6 @@ class GpuInfo:
 def cuda_version_str(v: int) -> str:
     """CUDA encodes versions as 1000*major + 10*minor (12040 -> '12.4')."""
     return f"{v // 1000}.{(v % 1000) // 10}"
-
-
-def import_cudart():
-    """The cuda-python runtime module (new layout first), or None when cuda-python is missing."""
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        return cudart
-    except ImportError:
-        pass
-    try:
-        from cuda import cudart  # older cuda-python
-        return cudart
-    except ImportError:
-        return None
 
 
 def read_l4t_release(path: str = TEGRA_RELEASE) -> Optional[str]:
@@ -98,41 +112,199 @@ def parse_l4t_release(line: str) -> Optional[str]:
     return f"{major}.{rev}" if rev else major
 
 
-def _err_ok(cudart, err) -> bool:
-    return int(err) == int(cudart.cudaError_t.cudaSuccess)
+def read_jetson_model(path: str = DEVICE_TREE_MODEL) -> Optional[str]:
+    """'NVIDIA Jetson AGX Orin Developer Kit' from the device tree on Jetson; None elsewhere."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(256)
+    except OSError:
+        return None
+    text = raw.split(b"\0", 1)[0].decode(errors="replace").strip()
+    return text if "jetson" in text.lower() else None
 
 
-def probe_cuda_python(cudart=None) -> Optional[GpuInfo]:
-    """Ask the CUDA runtime. None when cuda-python is not importable (then other sources decide)."""
-    cudart = cudart if cudart is not None else import_cudart()
-    if cudart is None:
+def load_libcuda():
+    """The CUDA driver library (ctypes.CDLL), or None where no NVIDIA driver is installed."""
+    try:
+        return ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+
+
+def _cu_name(rc: int) -> str:
+    return CU_RESULT_NAMES.get(int(rc), f"CUresult {int(rc)}")
+
+
+def probe_driver(lib=None) -> Optional[GpuInfo]:
+    """Ask the CUDA driver API (libcuda.so.1 via ctypes; `lib` injectable for tests).
+
+    None when libcuda.so.1 is not loadable (then nvidia-smi / /proc decide). Otherwise device 0's
+    name, compute capability, SM count and the driver's CUDA version, or the CUresult that failed.
+    """
+    lib = lib if lib is not None else load_libcuda()
+    if lib is None:
         return None
     try:
-        err, count = cudart.cudaGetDeviceCount()
-        if not _err_ok(cudart, err):
-            name = getattr(err, "name", str(err))
-            return GpuInfo(False, f"CUDA runtime: cudaGetDeviceCount failed ({name})", source="cuda-python")
-        if count < 1:
-            return GpuInfo(False, "CUDA runtime reports 0 devices", source="cuda-python")
-        err, props = cudart.cudaGetDeviceProperties(0)
-        if not _err_ok(cudart, err):
-            return GpuInfo(False, f"CUDA runtime: cudaGetDeviceProperties failed ({err})", source="cuda-python")
-        name = props.name
-        name = name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(name, bytes) else str(name)
-        _, drv = cudart.cudaDriverGetVersion()
-        _, rt = cudart.cudaRuntimeGetVersion()
-    except Exception as exc:  # broken install: report it rather than crash the caller
-        return GpuInfo(False, f"cuda-python probe failed: {exc}", source="cuda-python")
-    return GpuInfo(
-        True,
-        f"CUDA runtime sees {count} device(s)",
-        name=name.strip(),
-        compute_capability=(int(props.major), int(props.minor)),
-        driver_version=cuda_version_str(int(drv)) if drv else None,
-        runtime_version=cuda_version_str(int(rt)) if rt else None,
-        device_count=int(count),
-        source="cuda-python",
-    )
+        ver = ctypes.c_int(0)
+        drv = cuda_version_str(ver.value) if lib.cuDriverGetVersion(ctypes.byref(ver)) == 0 and ver.value else None
+        rc = lib.cuInit(0)
+        if rc != 0:
+            why = "no NVIDIA GPU visible" if rc == 100 else "the driver cannot be used"
+            return GpuInfo(False, f"CUDA driver: cuInit failed ({_cu_name(rc)}: {why})", driver_version=drv,
+                           source="driver")
+        count = ctypes.c_int(0)
+        rc = lib.cuDeviceGetCount(ctypes.byref(count))
+        if rc != 0:
+            return GpuInfo(False, f"CUDA driver: cuDeviceGetCount failed ({_cu_name(rc)})", driver_version=drv,
+                           source="driver")
+        if count.value < 1:
+            return GpuInfo(False, "CUDA driver reports 0 devices", driver_version=drv, source="driver")
+        dev = ctypes.c_int(0)
+        rc = lib.cuDeviceGet(ctypes.byref(dev), 0)
+        if rc != 0:
+            return GpuInfo(False, f"CUDA driver: cuDeviceGet failed ({_cu_name(rc)})", driver_version=drv,
+                           source="driver")
+        buf = ctypes.create_string_buffer(256)
+        name = buf.value.decode(errors="replace").strip() if lib.cuDeviceGetName(buf, 256, dev) == 0 else None
+        attrs = {}
+        for key, attr in (("major", CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+                          ("minor", CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR),
+                          ("sms", CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)):
+            val = ctypes.c_int(0)
+            attrs[key] = val.value if lib.cuDeviceGetAttribute(ctypes.byref(val), attr, dev) == 0 else None
+    except (AttributeError, OSError, ValueError) as exc:  # a broken or foreign libcuda
+        return GpuInfo(False, f"CUDA driver probe failed: {exc}", source="driver")
+    cc = (attrs["major"], attrs["minor"]) if attrs["major"] is not None and attrs["minor"] is not None else None
+    return GpuInfo(True, f"CUDA driver sees {count.value} device(s)", name=name or None, compute_capability=cc,
+                   driver_version=drv, device_count=int(count.value), source="driver", sm_count=attrs["sms"])
+
+
+def device_identity(gpu: GpuInfo) -> Dict[str, str]:
+    """The one normalised device identity for engine cache keys (issue 17.7): GPU name, compute
+    capability, SM count, Jetson model (device tree), the driver's CUDA version, L4T release.
+    Nothing from binding versions (cuda-python, TensorRT's Python package) or from which probe
+    answered; 'none' for an ahead-of-time build without a GPU (TensorRT-RTX)."""
+    if not gpu.available:
+        return {"gpu_name": "none", "compute_capability": "none", "sm_count": "none",
+                "jetson_model": gpu.jetson_model or "none", "cuda_driver": "none",
+                "l4t_release": gpu.l4t_release or "none"}
+    name = re.sub(r"\s+", " ", (gpu.name or "unknown").strip())
+    return {"gpu_name": name, "compute_capability": gpu.sm or "unknown",
+            "sm_count": str(gpu.sm_count) if gpu.sm_count else "unknown",
+            "jetson_model": gpu.jetson_model or "none", "cuda_driver": gpu.driver_version or "unknown",
+            "l4t_release": gpu.l4t_release or "none"}
+
+
+# ---- what the TensorRT runner needs beyond the GPU: cuda-python, and install lines ----------------
+
+def _dist_version(*names: str) -> Optional[str]:
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cuda_python_version() -> Optional[str]:
+    """Installed cuda-python / cuda-bindings version ('13.0.1'), None when absent."""
+    return _dist_version("cuda-bindings", "cuda-python")
+
+
+def _major_minor(version: Optional[str]) -> Optional[Tuple[int, int]]:
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def cuda_python_hint(gpu: GpuInfo) -> str:
+    """pip line for the cuda-python that matches the driver's CUDA version (JetPack 6: 12.2 / 12.6,
+    not the newest 12.x; JetPack 5, CUDA 11.4: 11.5-11.x, PyPI has no older 11.x)."""
+    mm = _major_minor(gpu.driver_version)
+    if mm is None:
+        return "pip install cuda-python matching your driver's CUDA version (nvidia-smi shows it)"
+    if mm[0] <= 11:  # PyPI's oldest 11.x is 11.5; CUDA 11 minor-version compatibility covers 11.4
+        return "pip install 'cuda-python>=11.5,<12'"
+    return f"pip install 'cuda-python>={mm[0]}.{mm[1]},<{mm[0]}.{mm[1] + 1}'"
+
+
+def tensorrt_hint(gpu: GpuInfo) -> str:
+    """Install line for TensorRT bindings that match the driver (plain `pip install tensorrt` today
+    brings CUDA-13 builds and TensorRT 11, which crash on drivers below 580)."""
+    if gpu.is_jetson:
+        return "sudo apt install python3-libnvinfer (JetPack's TensorRT; PyPI wheels do not fit Jetson)"
+    mm = _major_minor(gpu.driver_version)
+    if mm is None:
+        return "pip install the tensorrt-cuXX wheel matching your driver's CUDA major (nvidia-smi shows it)"
+    if mm[0] <= 11:
+        return "pip install 'tensorrt-cu11<10.1'"
+    if mm[0] == 12:
+        return "pip install 'tensorrt-cu12<11'"
+    return f"pip install 'tensorrt-cu{mm[0]}'"
+
+
+def installed_tensorrt_cuda_major() -> Optional[int]:
+    """CUDA major the pip TensorRT wheel was built for (tensorrt-cu12 / -cu13 ...), None if unknown
+    (apt TensorRT on Jetson, or not installed)."""
+    for major in (13, 12, 11):
+        if _dist_version(f"tensorrt-cu{major}", f"tensorrt_cu{major}_libs", f"tensorrt-cu{major}-libs"):
+            return major
+    return None
+
+
+def check_cuda_python(gpu: GpuInfo, cudart=None, version: Optional[str] = None) -> Optional[str]:
+    """None when cuda-python can drive this GPU; else one line saying what is wrong and the pip line.
+
+    cudart / version injectable for tests. Checks the major version against the driver's, then
+    asks the runtime for the device count (cudaErrorInsufficientDriver when the bindings' CUDA is
+    newer than the driver)."""
+    from ckd_ros.runtime.cuda_mem import import_cudart
+
+    cudart = cudart if cudart is not None else import_cudart()
+    hint = cuda_python_hint(gpu)
+    if cudart is None:
+        return f"cuda-python not installed (the TensorRT runner needs it): {hint}"
+    version = version or cuda_python_version() or "?"
+    have, drv = _major_minor(version), _major_minor(gpu.driver_version)
+    incompatible = f"GPU present, cuda-python {version} incompatible with driver {gpu.driver_version}: {hint}"
+    if have and drv and have[0] > drv[0]:
+        return incompatible
+    try:
+        out = cudart.cudaGetDeviceCount()
+    except Exception as exc:  # a broken install
+        return f"cuda-python {version} is broken ({exc}): {hint}"
+    err = out[0]
+    if int(err) != int(cudart.cudaError_t.cudaSuccess):
+        name = getattr(err, "name", str(err))
+        if "InsufficientDriver" in name:
+            return incompatible
+        return f"GPU present, but cuda-python {version} cannot use it ({name}): {hint}"
+    return None
+
+
+def tensorrt_problems(gpu: GpuInfo, trt_module: str = "tensorrt", cudart=None) -> List[str]:
+    """Everything the TensorRT backend needs at run time that is missing here (empty: usable).
+    Checked before `auto` chooses TensorRT and before a build starts (issue 17.3)."""
+    import importlib.util
+
+    if not gpu.available:
+        return [f"no usable GPU: {gpu.reason}"]
+    problems = []
+    try:
+        have_trt = importlib.util.find_spec(trt_module) is not None
+    except (ImportError, ValueError):
+        have_trt = False
+    if not have_trt:
+        problems.append(f"TensorRT Python module '{trt_module}' not installed: {tensorrt_hint(gpu)}")
+    else:
+        wheel = installed_tensorrt_cuda_major()
+        drv = _major_minor(gpu.driver_version)
+        if wheel and drv and wheel > drv[0]:
+            problems.append(f"the TensorRT wheel is built for CUDA {wheel}, the driver supports CUDA "
+                            f"{gpu.driver_version}: pip uninstall tensorrt-cu{wheel}; {tensorrt_hint(gpu)}")
+    cp = check_cuda_python(gpu, cudart)
+    if cp:
+        problems.append(cp)
+    return problems
 
 
 def parse_nvidia_smi_csv(text: str, with_cc: bool = True
@@ -172,8 +344,9 @@ def probe_nvidia_smi(run: Callable[[List[str]], Tuple[int, str]] = None) -> Opti
     if not rows:
         return GpuInfo(False, "nvidia-smi lists no GPU", source="nvidia-smi")
     name, cc, drv = rows[0]
-    return GpuInfo(True, f"nvidia-smi lists {len(rows)} GPU(s); CUDA runtime not checked (cuda-python missing)",
-                   name=name, compute_capability=cc, driver_version=drv, device_count=len(rows),
+    return GpuInfo(False, f"nvidia-smi lists {len(rows)} GPU(s) ({name}) but libcuda.so.1 cannot be loaded "
+                   "(TensorRT needs it): install the NVIDIA driver's CUDA library",
+                   name=name, compute_capability=cc, kernel_driver=drv, device_count=len(rows),
                    source="nvidia-smi")
 
 
@@ -199,8 +372,9 @@ def probe_proc(root: str = "/proc/driver/nvidia") -> Optional[GpuInfo]:
         drv = next((w for w in words if w[:1].isdigit() and "." in w), None)
     except OSError:
         pass
-    return GpuInfo(True, f"kernel driver has {len(infos)} GPU(s); CUDA runtime not checked (cuda-python missing)",
-                   name=name, driver_version=drv, device_count=len(infos), source="proc")
+    return GpuInfo(False, f"the kernel driver has {len(infos)} GPU(s) but libcuda.so.1 cannot be loaded "
+                   "(TensorRT needs it): install the NVIDIA driver's CUDA library",
+                   name=name, kernel_driver=drv, device_count=len(infos), source="proc")
 
 
 def _run_cmd(cmd: List[str]) -> Tuple[int, str]:
@@ -212,18 +386,20 @@ def _run_cmd(cmd: List[str]) -> Tuple[int, str]:
 
 
 def probe_gpu_uncached(probes=None) -> GpuInfo:
+    """Ask the sources in order (default: driver API, nvidia-smi, /proc); the first that answers
+    decides. Adds the L4T release and Jetson model on Jetson."""
+    jetson = dict(l4t_release=read_l4t_release(), jetson_model=read_jetson_model())
     if os.environ.get("CKD_DISABLE_GPU", "").lower() in ("1", "true", "yes"):
-        return GpuInfo(False, "disabled by CKD_DISABLE_GPU")
-    probes = probes if probes is not None else (probe_cuda_python, probe_nvidia_smi, probe_proc)
+        return GpuInfo(False, "disabled by CKD_DISABLE_GPU", **jetson)
+    probes = probes if probes is not None else (probe_driver, probe_nvidia_smi, probe_proc)
     tried = []
     for probe in probes:
         info = probe()
         if info is None:
             tried.append(probe.__name__.replace("probe_", ""))
             continue
-        return dataclasses.replace(info, l4t_release=read_l4t_release())
-    return GpuInfo(False, "no NVIDIA driver found (checked: " + ", ".join(tried) + ")",
-                   l4t_release=read_l4t_release())
+        return dataclasses.replace(info, **jetson)
+    return GpuInfo(False, "no NVIDIA driver installed (checked: " + ", ".join(tried) + ")", **jetson)
 
 
 @functools.lru_cache(maxsize=1)

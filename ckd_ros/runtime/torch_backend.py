@@ -5,8 +5,10 @@ from typing import Optional
 
 import numpy as np
 
-from ckd_ros.errors import CKDError
-from ckd_ros.runtime.base import OUTPUT_NAMES, Backend, Maps
+from ckd_ros.errors import CKDError, ParameterError
+from ckd_ros.model.io_spec import OUTPUT_NAMES
+from ckd_ros.runtime.base import Backend, Maps
+from ckd_ros.runtime.options import check_precision
 
 
 class TorchBackend(Backend):
@@ -22,8 +24,9 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise CKDError("torch backend: device 'cuda' requested but torch sees no CUDA GPU")
-        if precision not in ("fp32", "fp16"):
-            raise CKDError(f"precision must be fp32 or fp16, got {precision!r}")
+        if check_precision(precision) == "int8":
+            raise ParameterError("torch backend runs fp32/fp16; int8 needs a QDQ ONNX file (`ckd quantize`) on "
+                                 "ONNX Runtime or TensorRT")
         if precision == "fp16" and self.device.type != "cuda":
             raise CKDError("torch backend: fp16 needs a CUDA device")
         self.dtype = torch.float16 if precision == "fp16" else torch.float32

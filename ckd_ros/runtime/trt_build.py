@@ -1,54 +1,40 @@
-"""Build a serialized TensorRT engine from an ONNX file with the TensorRT Python API.
+"""Build a TensorRT engine from an ONNX file with the TensorRT Python API, straight into a file.
 
 Works with TensorRT 8.5 .. 10.x (`tensorrt`) and with TensorRT-RTX (`tensorrt_rtx`, same API family),
 which CI uses to check on a CPU-only machine that a TensorRT parser accepts the exported graph.
-A build of the two-branch ViT-B takes minutes on a Jetson, so progress is logged: per build phase
-through trt.IProgressMonitor where it exists (TensorRT >= 10), else a heartbeat line every 30 s.
+A build of the two-branch ViT-B takes minutes on a Jetson, so progress is logged: per top-level
+build phase through trt.IProgressMonitor where it exists (TensorRT >= 9.0), and a heartbeat line
+every 30 s on every version (TensorRT >= 9 reports only ~6 top-level steps, issue 17.9).
+
+Precisions (ckd_ros.runtime.options.PRECISIONS):
+- fp32: the TF32 flag is cleared (true FP32).
+- fp16: FP16 flag; a graph whose LayerNorm is decomposed (export mode `trt85`, for TensorRT 8.5)
+  keeps its normalisation layers in FP32 (ILayer.precision + output types, OBEY_PRECISION_CONSTRAINTS).
+- int8: explicit quantization from a QDQ ONNX file (`ckd quantize`): INT8 flag plus FP16 for the
+  layers that are not quantized; a graph without Quantize/Dequantize layers is refused.
+
+Memory on 8 GB Orins (issue 17.9): the serialized engine is written to its file directly from
+TensorRT's host memory, after the builder, network, parser and config are dropped; no bytes copy.
 """
 from __future__ import annotations
 
-import importlib
-import os
 import pathlib
+import re
 import threading
 import time
 from typing import Callable, Optional
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import BackendError, CheckpointError, DependencyError
 from ckd_ros.runtime.cache import as_log, atomic_write_bytes
+from ckd_ros.runtime.options import check_precision
+from ckd_ros.runtime.trt_common import create_builder, import_tensorrt, process_logger, trt_major
 
-PRECISIONS = ("fp32", "fp16")
 HEARTBEAT_S = 30.0
+#: TensorRT layer names of normalisation modules (ONNX node scopes like /blocks.3/norm1/ReduceMean)
+NORM_SCOPE = re.compile(r"(^|/)[A-Za-z_]*norm[A-Za-z_0-9]*(/|$)", re.IGNORECASE)
 
-
-def import_tensorrt(module: Optional[str] = None):
-    """Import the TensorRT bindings ('tensorrt' by default; 'tensorrt_rtx' for the CPU parser check)."""
-    name = module or os.environ.get("CKD_TRT_MODULE") or "tensorrt"
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        hint = ("on Jetson: sudo apt install python3-libnvinfer (JetPack); elsewhere: pip install tensorrt"
-                if name == "tensorrt" else f"pip install {name.replace('_', '-')}")
-        raise CKDError(f"TensorRT Python module '{name}' is not importable ({exc}); {hint}") from exc
-
-
-def trt_major(trt) -> int:
-    return int(str(trt.__version__).split(".")[0])
-
-
-def make_logger(trt, log: Callable[[str], None], verbose: bool = False):
-    """A trt.ILogger that forwards warnings and errors (and info when verbose) to `log`."""
-    threshold = trt.Logger.Severity.INFO if verbose else trt.Logger.Severity.WARNING
-
-    class _Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            if int(severity) <= int(threshold):
-                log(f"[TensorRT {severity.name}] {msg}")
-
-    return _Logger()
+__all__ = ["build_engine", "build_engine_bytes", "parse_onnx", "import_tensorrt", "make_progress_monitor",
+           "pin_norm_layers_fp32", "HEARTBEAT_S"]
 
 
 def make_progress_monitor(trt, log: Callable[[str], None]):
@@ -84,10 +70,10 @@ def make_progress_monitor(trt, log: Callable[[str], None]):
 
 
 class _Heartbeat:
-    """'still building' every HEARTBEAT_S seconds, for TensorRT versions without IProgressMonitor."""
+    """'still building (N s)' every HEARTBEAT_S seconds while a build runs, on every TensorRT version."""
 
-    def __init__(self, log, period=HEARTBEAT_S):
-        self.log, self.period = log, period
+    def __init__(self, log, period=None):
+        self.log, self.period = log, HEARTBEAT_S if period is None else period
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="trt-build-heartbeat", daemon=True)
 
@@ -114,7 +100,7 @@ def _create_network(trt, builder):
 
 
 def parse_onnx(trt, builder, logger, onnx_path):
-    """(network, parser); raises CKDError listing the parser's complaints."""
+    """(network, parser); CheckpointError listing the parser's complaints."""
     network = _create_network(trt, builder)
     parser = trt.OnnxParser(network, logger)
     onnx_path = pathlib.Path(onnx_path)
@@ -122,50 +108,134 @@ def parse_onnx(trt, builder, logger, onnx_path):
         parser.parse(onnx_path.read_bytes())
     if not ok:
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise CKDError(f"TensorRT ({trt.__name__} {trt.__version__}) could not parse {onnx_path.name}: "
-                       + " | ".join(errors[:5]))
+        hint = ("; TensorRT < 8.6 has no LayerNormalization: re-export with `ckd export --mode trt85`"
+                if any("LayerNormalization" in e for e in errors) else "")
+        raise CheckpointError(f"TensorRT ({trt.__name__} {trt.__version__}) could not parse {onnx_path.name}: "
+                              + " | ".join(errors[:5]) + hint)
     return network, parser
+
+
+def _layers(network):
+    return [network.get_layer(i) for i in range(network.num_layers)]
+
+
+def is_qdq_network(trt, network) -> bool:
+    """True when the parsed graph has Quantize/Dequantize layers (explicit quantization)."""
+    kinds = {getattr(trt.LayerType, n, None) for n in ("QUANTIZE", "DEQUANTIZE")} - {None}
+    return any(layer.type in kinds for layer in _layers(network))
+
+
+def pin_norm_layers_fp32(trt, network) -> int:
+    """Run the layers of decomposed normalisations (scope `.../norm*/...`, float outputs) in FP32:
+    ILayer.precision and every float output type; returns how many were pinned. The builder must
+    also set OBEY_PRECISION_CONSTRAINTS for TensorRT to honour it (not merely prefer it)."""
+    norm_type = getattr(trt.LayerType, "NORMALIZATION", None)
+    float_types = {trt.float32, trt.float16}
+    n = 0
+    for layer in _layers(network):
+        if not NORM_SCOPE.search(layer.name or "") or (norm_type is not None and layer.type == norm_type):
+            continue
+        outs = [i for i in range(layer.num_outputs) if layer.get_output(i).dtype in float_types]
+        if not outs:
+            continue  # shape/index arithmetic inside the scope
+        layer.precision = trt.float32
+        for i in outs:
+            layer.set_output_type(i, trt.float32)
+        n += 1
+    return n
+
+
+def has_decomposed_norms(trt, network) -> bool:
+    """True when normalisation scopes hold Reduce layers: LayerNorm exported decomposed (export mode
+    `trt85`, opset 16) rather than as one NORMALIZATION layer. Read from the parsed network, so it
+    needs no metadata and holds for foreign ONNX files too."""
+    reduce_type = getattr(trt.LayerType, "REDUCE", None)
+    return any(layer.type == reduce_type and NORM_SCOPE.search(layer.name or "") for layer in _layers(network))
+
+
+def _flag(trt, name: str, precision: str):
+    flag = getattr(trt.BuilderFlag, name, None)
+    if flag is None:  # TensorRT 11 / TensorRT-RTX: strongly typed, precision comes from the ONNX
+        raise DependencyError(f"{trt.__name__} {trt.__version__} has no {name} builder flag; "
+                              f"{precision} needs TensorRT 8.5-10.x (build fp32 here)")
+    return flag
+
+
+def _configure_precision(trt, config, network, precision: str, onnx_path, log) -> None:
+    if precision == "fp32":
+        if getattr(trt.BuilderFlag, "TF32", None) is not None:
+            # TensorRT enables TF32 by default on Ampere+ (10-bit mantissa); "fp32" means real FP32 here
+            config.clear_flag(trt.BuilderFlag.TF32)
+        return
+    if precision == "int8":
+        if not is_qdq_network(trt, network):
+            raise CheckpointError(f"{pathlib.Path(onnx_path).name} has no QuantizeLinear/DequantizeLinear nodes: "
+                                  "int8 needs the QDQ ONNX file from `ckd quantize`")
+        config.set_flag(_flag(trt, "INT8", precision))
+        fp16 = getattr(trt.BuilderFlag, "FP16", None)
+        if fp16 is not None:  # layers outside Q/DQ pairs run in FP16 rather than FP32
+            config.set_flag(fp16)
+    else:
+        config.set_flag(_flag(trt, "FP16", precision))
+    if has_decomposed_norms(trt, network):
+        n = pin_norm_layers_fp32(trt, network)
+        config.set_flag(_flag(trt, "OBEY_PRECISION_CONSTRAINTS", precision))
+        log(f"engine build: {n} normalisation layers kept in FP32 (LayerNorm decomposed for TensorRT < 8.6)")
+
+
+def build_engine(onnx_path, out_path, *, precision: str = "fp32", workspace_mb: int = 2048,
+                 timing_cache_path=None, log=None, trt=None, verbose: bool = False,
+                 write: Optional[Callable[[memoryview], None]] = None) -> int:
+    """Parse `onnx_path` and build an engine into `out_path`; return its size in bytes.
+
+    precision: fp32 / fp16 / int8 (see the module docstring). `write` replaces the file write (it
+    receives TensorRT's serialized host memory as a memoryview). Raises CheckpointError (parser
+    refused the graph, non-QDQ file for int8), DependencyError (TensorRT cannot be used here or
+    lacks the precision), BackendError (the build failed)."""
+    log = as_log(log)
+    check_precision(precision)
+    trt = trt if trt is not None else import_tensorrt()
+    logger = process_logger(trt)
+    with logger.capture(log, verbose):
+        builder = create_builder(trt, log)
+        network, parser = parse_onnx(trt, builder, logger, onnx_path)
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        _configure_precision(trt, config, network, precision, onnx_path, log)
+        monitor = make_progress_monitor(trt, log)
+        if monitor is not None:
+            config.progress_monitor = monitor
+        cache = _load_timing_cache(trt, config, timing_cache_path, log)
+        log(f"engine build: {trt.__name__} {trt.__version__}, {precision}, workspace {workspace_mb} MiB, "
+            f"{network.num_layers} layers from {pathlib.Path(onnx_path).name}")
+        t0 = time.monotonic()
+        with _Heartbeat(log):
+            serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise BackendError("TensorRT failed to build the engine (see the TensorRT errors above)")
+        _save_timing_cache(cache, timing_cache_path, log)
+        # drop everything the build held before the engine is written (8 GB boards share memory)
+        del cache, monitor, config, parser, network, builder
+        data = memoryview(serialized)
+        nbytes = data.nbytes
+        if write is not None:
+            write(data)
+        else:
+            with open(out_path, "wb") as f:
+                f.write(data)
+        del data, serialized
+    log(f"engine build: done in {time.monotonic() - t0:.1f} s ({nbytes / 2**20:.1f} MiB)")
+    return nbytes
 
 
 def build_engine_bytes(onnx_path, *, precision: str = "fp32", workspace_mb: int = 2048,
                        timing_cache_path=None, log=None, trt=None, verbose: bool = False) -> bytes:
-    """Parse + build; return the serialized engine. Raises CKDError on any failure."""
-    log = as_log(log)
-    if precision not in PRECISIONS:
-        raise CKDError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    trt = trt if trt is not None else import_tensorrt()
-    logger = make_logger(trt, log, verbose)
-    builder = trt.Builder(logger)
-    network, _parser = parse_onnx(trt, builder, logger, onnx_path)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if precision == "fp16":
-        flag = getattr(trt.BuilderFlag, "FP16", None)
-        if flag is None:  # TensorRT 11 / TensorRT-RTX: strongly typed, precision comes from the ONNX
-            raise CKDError(f"{trt.__name__} {trt.__version__} has no FP16 builder flag; "
-                           "build fp32 or export an FP16 ONNX file")
-        config.set_flag(flag)
-    elif getattr(trt.BuilderFlag, "TF32", None) is not None:
-        # TensorRT enables TF32 by default on Ampere+ (10-bit mantissa); "fp32" means real FP32 here
-        config.clear_flag(trt.BuilderFlag.TF32)
-    monitor = make_progress_monitor(trt, log)
-    if monitor is not None:
-        config.progress_monitor = monitor
-    cache = _load_timing_cache(trt, config, timing_cache_path, log)
-    log(f"engine build: {trt.__name__} {trt.__version__}, {precision}, workspace {workspace_mb} MiB, "
-        f"{network.num_layers} layers from {pathlib.Path(onnx_path).name}")
-    t0 = time.monotonic()
-    if monitor is None:
-        with _Heartbeat(log):
-            serialized = builder.build_serialized_network(network, config)
-    else:
-        serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise CKDError("TensorRT failed to build the engine (see the TensorRT errors above)")
-    data = bytes(memoryview(serialized))
-    log(f"engine build: done in {time.monotonic() - t0:.1f} s ({len(data) / 2**20:.1f} MiB)")
-    _save_timing_cache(cache, timing_cache_path, log)
-    return data
+    """build_engine() returning the serialized engine as bytes (tests, the CPU parser check)."""
+    out = []
+    build_engine(onnx_path, None, precision=precision, workspace_mb=workspace_mb,
+                 timing_cache_path=timing_cache_path, log=log, trt=trt, verbose=verbose,
+                 write=lambda mv: out.append(bytes(mv)))
+    return out[0]
 
 
 def _timing_cache_supported(trt) -> bool:

@@ -3,7 +3,10 @@
 Per frame only the two search crops go to the GPU: the template pair is uploaded once per track
 (`set_template`), because CKD never updates it. With `cuda_graph=True` the per-frame sequence
 (2 uploads, enqueue, 3 downloads) is captured once and replayed, cutting launch overhead; all
-shapes and addresses are fixed, which is what a graph needs.
+shapes and addresses are fixed, which is what a graph needs (the sequence matches trtexec's).
+Stream waits never hold the GIL (cuda_mem.Cuda.sync). `close()` takes the same lock as inference,
+so buffers are never freed under a running frame (issue 17.5). A failed graph capture ends the
+capture, destroys the graph, clears the sticky CUDA error and runs one eager health-check frame.
 """
 from __future__ import annotations
 
@@ -12,19 +15,11 @@ from typing import Dict
 
 import numpy as np
 
-from ckd_ros.errors import CKDError
-from ckd_ros.runtime.base import INPUT_NAMES, OUTPUT_NAMES, Backend, Maps
+from ckd_ros.errors import BackendError, CheckpointError, CKDError
+from ckd_ros.model.io_spec import INPUT_NAMES, OUTPUT_NAMES, SEARCH_INPUTS, TEMPLATE_INPUTS, io_shapes
+from ckd_ros.runtime.base import Backend, Maps
 from ckd_ros.runtime.cache import as_log
 from ckd_ros.runtime.cuda_mem import Cuda, IOBuffer
-
-TEMPLATE_INPUTS = ("z_rgb", "z_tir")
-SEARCH_INPUTS = ("x_rgb", "x_tir")
-
-
-def expected_shapes(config) -> Dict[str, tuple]:
-    t, s, f = config.template_size, config.search_size, config.feat_size
-    return {"z_rgb": (1, 3, t, t), "z_tir": (1, 3, t, t), "x_rgb": (1, 3, s, s), "x_tir": (1, 3, s, s),
-            "score_map": (1, 1, f, f), "size_map": (1, 2, f, f), "offset_map": (1, 2, f, f)}
 
 
 def engine_io(trt, engine) -> Dict[str, tuple]:
@@ -40,25 +35,26 @@ def engine_io(trt, engine) -> Dict[str, tuple]:
 
 
 def validate_io(io: Dict[str, tuple], config=None) -> None:
-    """CKDError unless the engine has exactly our four float32 inputs and at least our three maps."""
+    """CheckpointError unless the engine has exactly our four float32 inputs and at least our three
+    maps, static shapes, and (given a config) the shapes of ckd_ros.model.io_spec.io_shapes."""
     inputs = sorted(n for n, (_, _, is_in) in io.items() if is_in)
     if inputs != sorted(INPUT_NAMES):
-        raise CKDError(f"engine inputs {inputs} are not the CKD inputs {sorted(INPUT_NAMES)}; "
+        raise CheckpointError(f"engine inputs {inputs} are not the CKD inputs {sorted(INPUT_NAMES)}; "
                        "was it built from a `ckd export` ONNX file?")
     missing = [n for n in OUTPUT_NAMES if n not in io or io[n][2]]
     if missing:
-        raise CKDError(f"engine lacks outputs {missing}")
+        raise CheckpointError(f"engine lacks outputs {missing}")
     for name in INPUT_NAMES + OUTPUT_NAMES:
         shape, dtype, _ = io[name]
         if any(d < 0 for d in shape):
-            raise CKDError(f"engine tensor {name} has a dynamic shape {shape}; export with static shapes")
+            raise CheckpointError(f"engine tensor {name} has a dynamic shape {shape}; export with static shapes")
         if dtype != np.float32:
-            raise CKDError(f"engine tensor {name} is {dtype}, expected float32")
+            raise CheckpointError(f"engine tensor {name} is {dtype}, expected float32")
     if config is not None:
-        want = expected_shapes(config)
+        want = io_shapes(config)
         bad = {n: io[n][0] for n in want if io[n][0] != want[n]}
         if bad:
-            raise CKDError(f"engine shapes {bad} do not match the model config (expected "
+            raise CheckpointError(f"engine shapes {bad} do not match the model config (expected "
                            + ", ".join(f"{n}={want[n]}" for n in bad) + ")")
 
 
@@ -86,14 +82,14 @@ class TensorRTBackend(Backend):
         try:
             self._context = engine.create_execution_context()
             if self._context is None:
-                raise CKDError("TensorRT could not create an execution context (out of GPU memory?)")
+                raise BackendError("TensorRT could not create an execution context (out of GPU memory?)")
             self._stream = self._cuda.stream()
             for name, (shape, dtype, is_input) in io.items():
                 self._bufs[name] = IOBuffer(self._cuda, name, shape, dtype, is_input)
                 if not self._context.set_tensor_address(name, self._bufs[name].device_ptr):
-                    raise CKDError(f"TensorRT rejected the address of tensor {name}")
+                    raise BackendError(f"TensorRT rejected the address of tensor {name}")
         except Exception:
-            self.close()
+            self._close_locked()
             raise
         self._use_graph = cuda_graph
 
@@ -133,6 +129,12 @@ class TensorRTBackend(Backend):
                 f"engine {self.engine_path})")
 
     def close(self) -> None:
+        """Free the graph, buffers, stream, context and engine. Waits for a running inference (the
+        inference lock), so a node stopping while its worker is mid-frame cannot free live buffers."""
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -143,7 +145,10 @@ class TensorRTBackend(Backend):
             if self._graph is not None:
                 rt.cudaGraphDestroy(self._graph)
             if self._stream is not None:
-                rt.cudaStreamSynchronize(self._stream)
+                try:
+                    self._cuda.sync(self._stream)
+                except CKDError:
+                    pass  # freeing anyway
         for buf in self._bufs.values():
             buf.free()
         self._bufs.clear()
@@ -157,28 +162,32 @@ class TensorRTBackend(Backend):
     # -- internals ---------------------------------------------------------------------------
     def _check_open(self):
         if self._closed:
-            raise CKDError("TensorRT backend is closed")
+            raise BackendError("TensorRT backend is closed")
 
     def _fill(self, name: str, arr: np.ndarray) -> None:
         buf = self._bufs[name]
         arr = np.asarray(arr)
         if arr.shape != buf.shape:
-            raise CKDError(f"input {name} has shape {arr.shape}, the engine expects {buf.shape}")
+            raise BackendError(f"input {name} has shape {arr.shape}, the engine expects {buf.shape}")
         np.copyto(buf.host, arr, casting="same_kind")
 
     def _enqueue_frame(self) -> None:
         for name in SEARCH_INPUTS:
             self._bufs[name].upload(self._stream)
         if not self._context.execute_async_v3(int(self._stream)):
-            raise CKDError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
         for buf in self._bufs.values():
             if not buf.is_input:
                 buf.download(self._stream)
 
     def _capture_graph(self) -> None:
-        """Capture the frame sequence after one normal run (TensorRT initialises lazily)."""
+        """Capture the frame sequence after one normal run (TensorRT initialises lazily).
+
+        cudaGraphInstantiateWithFlags(graph, flags) -> (err, exec) has the same signature in
+        cuda-python 11.4+, 12.x and 13.x (plain cudaGraphInstantiate changed between 11 and 12)."""
         rt = self._cuda.rt
         self._cuda.sync(self._stream)
+        graph = None
         try:
             self._cuda.call("cudaStreamBeginCapture", self._stream,
                             rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
@@ -186,27 +195,29 @@ class TensorRTBackend(Backend):
                 self._enqueue_frame()
             finally:
                 graph = self._cuda.call("cudaStreamEndCapture", self._stream)
+            self._graph_exec = self._cuda.call("cudaGraphInstantiateWithFlags", graph, 0)
             self._graph = graph
-            # ...WithFlags has the same (graph, flags) signature in cuda-python 11.x and 12+
-            fn = "cudaGraphInstantiateWithFlags" if hasattr(rt, "cudaGraphInstantiateWithFlags") \
-                else "cudaGraphInstantiate"
-            self._graph_exec = self._cuda.call(fn, graph, 0)
         except CKDError as exc:
             self._log(f"CUDA graph capture failed ({exc}); running without a graph")
-            self._use_graph = False
-            self._graph = self._graph_exec = None
+            self._recover_from_capture(graph)
 
-
-def open_tensorrt_engine(engine_bytes_path, *, trt=None, config=None, log=None, **kw) -> TensorRTBackend:
-    """Deserialise an engine file and wrap it (no cache logic; see runtime.factory for that)."""
-    from ckd_ros.runtime.trt_build import import_tensorrt, make_logger
-
-    trt = trt if trt is not None else import_tensorrt()
-    runtime = trt.Runtime(make_logger(trt, as_log(log)))
-    with open(engine_bytes_path, "rb") as f:
-        engine = runtime.deserialize_cuda_engine(f.read())
-    if engine is None:
-        raise CKDError(f"TensorRT could not deserialise {engine_bytes_path} (built for another TensorRT/GPU?)")
-    return TensorRTBackend(engine, trt=trt, runtime=runtime, config=config, engine_path=engine_bytes_path,
-                           log=log, **kw)
-
+    def _recover_from_capture(self, graph) -> None:
+        """Destroy what the failed capture left, clear the sticky error, check one eager frame."""
+        rt = self._cuda.rt
+        status = rt.cudaStreamIsCapturing(self._stream)
+        if len(status) > 1 and int(status[1]) != int(rt.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone):
+            out = rt.cudaStreamEndCapture(self._stream)
+            if len(out) > 1 and out[1] is not None and graph is None:
+                graph = out[1]
+        if self._graph_exec is not None:
+            rt.cudaGraphExecDestroy(self._graph_exec)
+        if graph is not None:
+            rt.cudaGraphDestroy(graph)
+        self._graph = self._graph_exec = None
+        self._use_graph = False
+        self._cuda.clear_error()
+        try:  # health check: the context must still run a frame eagerly
+            self._enqueue_frame()
+            self._cuda.sync(self._stream)
+        except CKDError as exc:
+            raise BackendError(f"TensorRT context unusable after a failed CUDA graph capture: {exc}") from exc
