@@ -114,6 +114,8 @@ def _demo(context, *args, **kwargs):
             return [LogInfo(msg=f"demo: model {onnx} not found (run `make demo-model` or pass onnx:=PATH)"),
                     EmitEvent(event=Shutdown(reason="no demo model"))]
         tracker["model.onnx"] = str(onnx.resolve())
+        if not a["onnx"] and onnx.name.endswith("_int8.onnx"):
+            tracker["precision"] = "int8"  # the shipped INT8 demo model (node checks it is a QDQ file)
     monitor = {"duration_s": float(a["duration"]), "out_dir": str(pathlib.Path(a["out_dir"]).resolve()),
                "video": a["video"].lower() in TRUE, "check": a["check"].lower() in TRUE,
                "thermal.homography": homography}
