@@ -147,3 +147,17 @@ def test_cli_quantize_from_a_sequence_folder(tmp_path, capsys):
     assert record["error_vs_fp32"]["samples"] == 1
     rc = main(["quantize", str(tmp_path / "missing.onnx")])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trt_version", ["8.5.2", "8.6.1", "10.1.0"])
+def test_int8_graph_is_accepted_by_tensorrt_onnx_parsers(demo_int8, trt_version):
+    """The QDQ file is an explicit-quantization input TensorRT parses (INT8, zero points 0, constants)."""
+    from ckd_ros.runtime.onnx_ops import check_onnx_ops, load_table
+    from conftest import shared_path
+
+    table = load_table(shared_path("data", "tensorrt_onnx_ops"), trt_version)
+    int8 = check_onnx_ops(onnx.load(str(demo_int8["path"])), table)
+    fp32 = check_onnx_ops(onnx.load(str(DEMO)), table)  # 8.5: opset-17 LayerNormalization (trt85 mode)
+    assert set(int8) <= set(fp32)  # quantization adds nothing the parser rejects
+    if trt_version.startswith("10."):
+        assert int8 == []
