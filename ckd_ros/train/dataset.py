@@ -78,7 +78,8 @@ class PairDataset(Dataset):
             if sample is not None:
                 out = {k: torch.from_numpy(v) for k, v in sample.items()}
                 found = np.full((MAX_REFS, 2), -1, np.int64)
-                found[:min(len(refs), MAX_REFS)] = refs[:MAX_REFS]
+                if refs:
+                    found[:min(len(refs), MAX_REFS)] = refs[:MAX_REFS]
                 out["unreadable"] = torch.from_numpy(found)  # (MAX_REFS, 2) new unreadable frames, -1 = none
                 return out
         if refs:
