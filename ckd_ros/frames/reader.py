@@ -94,8 +94,10 @@ def _imread(path: PathLike, flags: int) -> np.ndarray:
     path = pathlib.Path(path)
     img = cv2.imread(str(path), flags)
     if img is None or img.size == 0:
-        why = "does not exist" if not path.exists() else "is truncated, empty or not an image"
-        raise ImageConversionError("read", f"cannot read frame {path}: the file {why}; replace or remove it")
+        if not path.exists():
+            raise ImageConversionError("read", f"cannot read image {path}: the file does not exist; check the path")
+        raise ImageConversionError("read", f"cannot read image {path}: the file is truncated, empty or not an "
+                                   "image; replace or remove it")
     return img
 
 
