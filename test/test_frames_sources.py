@@ -149,8 +149,8 @@ def overrides(root, out, workers, fraction):
 
 
 def test_training_skips_and_counts_unreadable_frames(tmp_path, capsys):
-    from ckd_ros.train.dataset import PairDataset, UnreadableFrames, build_augment, build_specs
     from ckd_ros.train.config import load_config
+    from ckd_ros.train.dataset import PairDataset, UnreadableFrames, build_augment, build_specs
     from ckd_ros.train.sources import build_sources
 
     lasher_train(tmp_path / "ds", bad=3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pathlib
 import re
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Sequence, Tuple, Union
 
 import cv2
 import numpy as np

@@ -21,6 +21,7 @@ from ckd_ros.errors import CKDError
 from ckd_ros.frames.folders import parse_box_row
 from ckd_ros.frames.reader import list_images, read_rgb, read_thermal
 from ckd_ros.frames.thermal import default_normalizer
+
 # kind -> (RGB folder names, thermal folder names, GT file names, GT row stride in frames)
 LAYOUTS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...], int]] = {
     "lasher": (("visible",), ("infrared",), ("init.txt", "visible.txt"), 1),
