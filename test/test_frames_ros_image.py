@@ -178,3 +178,22 @@ def test_errors_are_one_line_frame_errors(msg, stream, text):
         convert(msg)
     assert isinstance(err.value, ImageConversionError) and isinstance(err.value, ValueError)
     assert text in str(err.value) and "\n" not in str(err.value) and str(err.value).startswith(stream + ":")
+
+
+def test_rosbags_message_objects_decode_like_duck_typed_ones():
+    """Messages as the rosbags library deserialises them from a bag (data as numpy arrays)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    types = get_typestore(Stores.ROS2_HUMBLE).types
+    header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=2),
+                                          frame_id="thermal")
+    counts = sample("mono16")
+    plain = msg_of(counts, "mono16", pad=4, bigendian=True)
+    img = types["sensor_msgs/msg/Image"](header=header, height=plain.height, width=plain.width, encoding="mono16",
+                                         is_bigendian=1, step=plain.step,
+                                         data=np.frombuffer(plain.data, np.uint8).copy())
+    np.testing.assert_array_equal(decode_thermal(img)[0], counts)
+    bgr = sample("bgr8", 12, 16)
+    comp = types["sensor_msgs/msg/CompressedImage"](header=header, format="bgr8; png compressed bgr8",
+                                                    data=cv2.imencode(".png", bgr)[1].reshape(-1).copy())
+    np.testing.assert_array_equal(image_msg_to_rgb8(comp), bgr[:, :, ::-1])
