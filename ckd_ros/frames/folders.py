@@ -16,13 +16,14 @@ import cv2
 import numpy as np
 
 from ckd_ros.errors import CKDError, FrameError
+from ckd_ros.frames.datasets import DATASETS
 from ckd_ros.frames.reader import IMAGE_EXTS, bgr_to_rgb, list_images, read_rgb, read_thermal_raw, to_uint8
 
 DEFAULT_FPS = 30.0  # when a video does not say (or says something absurd), and for image folders
 __all__ = ["IMAGE_EXTS", "FrameSource", "ArraySource", "detect_layout", "parse_box_row", "read_first_box"]
-# (rgb dir, thermal dir) pairs in the order they are tried
-LAYOUT_DIRS = (("visible", "infrared"), ("v", "i"), ("rgb", "ir"), ("rgb", "ir_gray"),
-               ("rgb", "thermal"), ("color", "thermal"), ("rgb", "tir"))
+# (rgb dir, thermal dir) pairs in the order they are tried: the benchmark readers' folders, then others
+_BENCHMARK_DIRS = [(rgb, tir) for cls in DATASETS.values() for rgb in cls.image_dirs[0] for tir in cls.image_dirs[1]]
+LAYOUT_DIRS = tuple(dict.fromkeys(_BENCHMARK_DIRS + [("rgb", "thermal"), ("color", "thermal"), ("rgb", "tir")]))
 GT_FILES = ("init.txt", "rgb.txt", "visible.txt", "groundTruth_v.txt")
 
 

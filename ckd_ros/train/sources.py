@@ -18,18 +18,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ckd_ros.errors import CKDError
+from ckd_ros.frames.datasets import DATASETS
 from ckd_ros.frames.folders import parse_box_row
 from ckd_ros.frames.reader import list_images, read_rgb, read_thermal
 from ckd_ros.frames.thermal import default_normalizer
 
-# kind -> (RGB folder names, thermal folder names, GT file names, GT row stride in frames)
+# kind -> (RGB folder names, thermal folder names, GT file names, GT row stride in frames); the image
+# folder names are the benchmark readers' (`ckd_ros.frames.datasets`), the GT files those of training sets
+_TRAIN_GT = {"lasher": (("init.txt", "visible.txt"), 1), "rgbt234": (("init.txt", "visible.txt"), 1),
+             "rgbt210": (("init.txt",), 1), "gtot": (("init.txt",), 1),
+             "vtuav": (("rgb.txt",), 10)}  # VTUAV: one box every 10th frame
 LAYOUTS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...], int]] = {
-    "lasher": (("visible",), ("infrared",), ("init.txt", "visible.txt"), 1),
-    "rgbt234": (("visible",), ("infrared",), ("init.txt", "visible.txt"), 1),
-    "rgbt210": (("visible",), ("infrared",), ("init.txt",), 1),
-    "gtot": (("v",), ("i",), ("init.txt",), 1),
-    "vtuav": (("rgb",), ("ir", "ir_gray"), ("rgb.txt",), 10),  # VTUAV: one box every 10th frame
-}
+    kind: (DATASETS[kind].image_dirs[0], DATASETS[kind].image_dirs[1]) + gt for kind, gt in _TRAIN_GT.items()}
 
 
 class ArrayFrames:
