@@ -188,3 +188,35 @@ def test_ckd_train_with_workers_skips_or_aborts_in_one_line(tmp_path, fraction, 
     with pytest.raises(CKDError) as err:
         train("config/train_tiny.yaml", args)
     assert "training frames are unreadable" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ckd_track_reads_raw_video_streams_to_the_end(tmp_path, monkeypatch):
+    """`ckd track --rgb VIDEO --thermal VIDEO` on raw MJPEG streams (no usable frame count): every frame tracked."""
+    import argparse
+
+    from ckd_ros.runtime.base import Backend
+    from ckd_ros.tracking import cli as track_cli
+
+    class StillBackend(Backend):
+        name = "still"
+
+        def infer(self, z_rgb, z_tir, x_rgb, x_tir):
+            score = np.zeros((1, 1, 16, 16), np.float32)
+            score[0, 0, 8, 8] = 0.9
+            return {"score_map": score, "size_map": np.full((1, 2, 16, 16), 0.1, np.float32),
+                    "offset_map": np.zeros((1, 2, 16, 16), np.float32)}
+
+    for name in ("rgb", "tir"):
+        with open(tmp_path / f"{name}.mjpeg", "wb") as fh:
+            for i in range(9):
+                img = np.full((64, 80, 3), 20 * i, np.uint8)
+                img[20:40, 20 + i:40 + i] = 250
+                fh.write(cv2.imencode(".jpg", img)[1].tobytes())
+    monkeypatch.setattr(track_cli, "_open_backend", lambda args: StillBackend())
+    parser = argparse.ArgumentParser()
+    track_cli.register(parser.add_subparsers())
+    out = tmp_path / "boxes.txt"
+    args = parser.parse_args(["track", "--rgb", str(tmp_path / "rgb.mjpeg"), "--thermal", str(tmp_path / "tir.mjpeg"),
+                              "--init", "20,20,20,20", "--out", str(out), "--quiet", "--onnx", "unused.onnx"])
+    assert args.func(args) == 0
+    assert np.loadtxt(out).shape == (9, 4)
