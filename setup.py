@@ -27,7 +27,7 @@ setup(
     maintainer_email="ckd-ros@example.org",
     description="CKD RGB-thermal single-object tracker for ROS 2 (TensorRT / ONNX Runtime / PyTorch)",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.8",  # runtime (node, tracking, backends, eval); offline torch tools: 3.10+
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [

@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 ISAAC_ROS2="isaacsim-ros2==6.2.0.0"
-STAMP_INPUT="$(cat "$ROOT/requirements.txt" "$ROOT/setup.py" "$ROOT/scripts/setup_env.sh")"
+STAMP_INPUT="$(cat "$ROOT/requirements/dev.txt" "$ROOT/setup.py" "$ROOT/scripts/setup_env.sh")"
 STAMP="$(printf '%s' "$STAMP_INPUT" | sha256sum | cut -c1-16)"
 
 find_python() {
@@ -28,7 +28,7 @@ PY="$(find_python)"
 echo "setup_env: creating $VENV with $PY (first run downloads ~5 GB: torch is a CUDA build on PyPI)"
 [ -x "$VENV/bin/python" ] || PYENV_VERSION=3.12.1 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --progress-bar off -r "$ROOT/requirements.txt"
+"$VENV/bin/python" -m pip install --progress-bar off -r "$ROOT/requirements/dev.txt"
 "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$ROOT"
 
 if [ -z "${ROS_DISTRO:-}" ]; then

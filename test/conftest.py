@@ -28,6 +28,14 @@ def shared_path(*parts: str) -> pathlib.Path:
     return path
 
 
+# Test modules that import torch (or ckd_ros.model / ckd_ros.train) at import time. Where torch is not
+# installed (the robot-Python CI jobs: requirements/robot.txt, no torch) they are not collected;
+# single torch tests in other modules carry the `torch` marker (deselected there with -m "not torch").
+TORCH_MODULES = ("test_model_*.py", "test_export_*.py", "test_train_*.py", "test_runtime_backends.py",
+                 "test_runtime_tensorrt_gpu.py")
+collect_ignore_glob = [] if importlib.util.find_spec("torch") else list(TORCH_MODULES)
+
+
 def _gpu_reason() -> str | None:
     try:
         from ckd_ros.runtime.gpu import probe_gpu

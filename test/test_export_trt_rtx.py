@@ -19,7 +19,7 @@ from conftest import IN_CI, shared_path
 def trt_rtx():
     if importlib.util.find_spec("tensorrt_rtx") is None:
         if IN_CI:
-            pytest.fail("tensorrt_rtx missing: it is in requirements.txt and CI must have it")
+            pytest.fail("tensorrt_rtx missing: it is in requirements/dev.txt and CI must have it")
         pytest.skip("tensorrt_rtx not installed (pip install tensorrt-rtx-cu12)")
     return import_tensorrt("tensorrt_rtx")
 

@@ -12,6 +12,7 @@ from ckd_ros.runtime.gpu import probe_gpu
 from conftest import shared_path
 
 
+@pytest.mark.torch
 def test_export_writes_onnx_and_sidecar_and_verifies(tmp_path, capsys):
     ckpt = shared_path("fixtures", "ckd_parity", "noce.pth")
     out = tmp_path / "noce.onnx"
@@ -24,10 +25,13 @@ def test_export_writes_onnx_and_sidecar_and_verifies(tmp_path, capsys):
     assert "ONNX Runtime vs PyTorch max abs error" in captured.err
 
 
+TORCH = pytest.mark.torch  # export needs torch (not in the robot-Python jobs)
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["export", "/nonexistent/x.pth", "-o", "y.onnx"], "checkpoint not found"),
-    (["export", "CKPT", "-o", "y.onnx", "--preset", "vitb9000"], "unknown model preset"),
-    (["export", "CKPT", "-o", "y.onnx", "--config", "{not json"], "--config"),
+    pytest.param(["export", "/nonexistent/x.pth", "-o", "y.onnx"], "checkpoint not found", marks=TORCH),
+    pytest.param(["export", "CKPT", "-o", "y.onnx", "--preset", "vitb9000"], "unknown model preset", marks=TORCH),
+    pytest.param(["export", "CKPT", "-o", "y.onnx", "--config", "{not json"], "--config", marks=TORCH),
     (["build-engine"], "exactly one of --onnx or --checkpoint"),
     (["build-engine", "--onnx", "/nonexistent.onnx"], "not found"),
     (["bench", "--iters", "0"], "--iters"),
@@ -40,6 +44,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert len(err) == 1 and message in err[0] and err[0].startswith(f"ckd {argv[0]}: error:")
 
 
+@pytest.mark.torch
 @pytest.mark.skipif(probe_gpu().available, reason="checks the no-GPU path")
 def test_build_engine_without_gpu_explains(tmp_path, capsys):
     onnx_path = tmp_path / "m.onnx"
@@ -50,6 +55,7 @@ def test_build_engine_without_gpu_explains(tmp_path, capsys):
     assert "needs an NVIDIA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.torch
 def test_bench_reports_every_backend_and_machine(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
     assert main(["bench", "--preset", "parity_mce", "--backend", "torch,onnxruntime,tensorrt", "--iters", "3",

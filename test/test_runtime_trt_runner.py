@@ -258,8 +258,8 @@ def _io(**changes):
 
 def test_wrong_engines_are_rejected_with_clear_errors():
     with pytest.raises(CKDError, match="not the CKD inputs"):
-        validate_io({k: v for k, v in _io().items() if k != "z_tir"} | {"template": ((1, 3, 32, 32), np.float32,
-                                                                                     True)})
+        validate_io({**{k: v for k, v in _io().items() if k != "z_tir"},
+                     "template": ((1, 3, 32, 32), np.float32, True)})
     with pytest.raises(CKDError, match="lacks outputs"):
         validate_io({k: v for k, v in _io().items() if k != "offset_map"})
     with pytest.raises(CKDError, match="dynamic shape"):

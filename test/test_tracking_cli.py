@@ -184,6 +184,7 @@ def test_missing_checkpoint_is_reported(tmp_path, capsys):
     assert code == 2 and "no model" in err
 
 
+@pytest.mark.torch
 def test_real_clip_with_random_weight_model(tmp_path, capsys):
     """The VTUAV clip through the real backend factory (small random-weight model, CPU torch)."""
     clip = shared_path("data", "vtuav_bus1")

@@ -95,6 +95,7 @@ def test_lost_state_off_by_default_is_official(seq):
     np.testing.assert_allclose(boxes, seq["pred_boxes"][1:], atol=1e-2)
 
 
+@pytest.mark.torch
 def test_end_to_end_with_torch_model(seq):
     """mce.pth through the project's model + TorchBackend: boxes within 1e-2 px of the official run."""
     from ckd_ros.model import CKDConfig, load_checkpoint

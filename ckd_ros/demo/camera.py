@@ -95,6 +95,10 @@ class SyntheticCamera(Node):
 
 
 def main(args=None) -> int:
+    from ckd_ros.node import handle_help
+
+    handle_help("synthetic_camera", "Seeded synthetic RGB-T camera node (demo): publishes rgb8 + mono16 images "
+                "and the ground-truth box; parameters via --ros-args -p name:=value (docs/demo.md).", args)
     rclpy.init(args=args)
     node = None
     try:

@@ -189,7 +189,8 @@ def _run_pool(jobs: Sequence, spec, workers: int, bar, runs: dict, failures: lis
             try:
                 run = fut.result()
             except _BuildError:
-                pool.shutdown(wait=True, cancel_futures=True)
+                for other in futures:  # shutdown(cancel_futures=True) is Python 3.9+ (JetPack 5 has 3.8)
+                    other.cancel()
                 raise
             except CKDError as exc:
                 failures.append(str(exc))

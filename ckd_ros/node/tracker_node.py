@@ -381,6 +381,11 @@ class CkdTrackerNode(LifecycleNode):
 
 
 def main(args=None) -> int:
+    from ckd_ros.node import handle_help
+
+    handle_help("ckd_tracker", "CKD RGB-thermal tracker lifecycle node. Parameters: config/ckd_tracker.yaml "
+                "(--ros-args --params-file FILE); usually started with `ros2 launch ckd_ros ckd_tracker.launch.py`.",
+                args)
     rclpy.init(args=args)
     node = None
     executor = MultiThreadedExecutor(num_threads=4)
