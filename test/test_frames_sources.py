@@ -148,6 +148,7 @@ def overrides(root, out, workers, fraction):
             f"data.max_unreadable_fraction={fraction}"]
 
 
+@pytest.mark.torch
 def test_training_skips_and_counts_unreadable_frames(tmp_path, capsys):
     from ckd_ros.train.config import load_config
     from ckd_ros.train.dataset import PairDataset, UnreadableFrames, build_augment, build_specs
@@ -174,6 +175,7 @@ def test_training_skips_and_counts_unreadable_frames(tmp_path, capsys):
             strict.update({"unreadable": fresh[i]["unreadable"][None]})
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("fraction, ok", [(0.1, True), (0.02, False)])
 def test_ckd_train_with_workers_skips_or_aborts_in_one_line(tmp_path, fraction, ok):
     """Three truncated files of 48 (6 %) with two DataLoader workers: finished, or (limit 2 %: one file
