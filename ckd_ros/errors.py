@@ -69,3 +69,10 @@ class CacheError(CKDError):
     """The artifact cache cannot be created, read or written (says where it is and how to move it)."""
 
     stage = "cache"
+
+
+def unreadable_onnx(path, detail: str = "") -> CheckpointError:
+    """The one message for an ONNX file that onnx/ONNX Runtime cannot parse (both boundaries use it)."""
+    why = f" ({detail})" if detail else ""
+    return CheckpointError(f"{path} is truncated or not an ONNX file (interrupted copy?){why}: copy it again "
+                           "or re-export with `ckd export`")

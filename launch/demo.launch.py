@@ -118,7 +118,8 @@ def _demo(context, *args, **kwargs):
     if a["rviz"].lower() in TRUE:
         rviz = shutil.which("rviz2")
         if rviz:
-            actions.append(ExecuteProcess(cmd=[rviz, "-d", str(root / "config" / "ckd_tracker.rviz")],
+            actions.append(ExecuteProcess(cmd=[rviz, "-d", str(root / "config" / "ckd_tracker.rviz"),
+                                               "-f", "rgb_camera"],  # the synthetic camera's RGB frame
                                           name="rviz2", output="screen"))
         else:
             actions.append(LogInfo(msg="demo: rviz:=true but rviz2 is not installed (the ROS 2 runtime wheel "

@@ -6,7 +6,6 @@ import pathlib
 import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -16,7 +15,7 @@ from ckd_ros.node import params as P
 from ckd_ros.node.frame_cache import FrameCache, FramePair, pick_catchup
 from ckd_ros.node.latest_slot import LatestSlot
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
-from ckd_ros.node.select_target import TargetSelector, box_from_points
+from ckd_ros.node.select_target import box_from_points
 from ckd_ros.node.target import FrameInfo, TargetError, TargetRequest, box_to_rgb
 from ckd_ros.tracking import Registration
 
@@ -258,40 +257,7 @@ def test_drag_box_scaled_and_clipped():
     assert box_from_points((5, 5), (7, 7), 1.0, 640, 512) is None
 
 
-def test_selector_freezes_the_frame_under_the_drag():
-    sel = TargetSelector()
-    frame_a = np.zeros((100, 120, 3), np.uint8)
-    assert sel.on_mouse(cv2.EVENT_LBUTTONDOWN, 10, 10) is None and sel.status == "no image yet"
-    sel.on_frame(frame_a, (5, 100), "camera_rgb")
-    sel.on_mouse(cv2.EVENT_LBUTTONDOWN, 10, 10)
-    sel.on_frame(np.ones((100, 120, 3), np.uint8), (6, 0), "camera_rgb")  # newer frame during the drag
-    sel.on_mouse(cv2.EVENT_MOUSEMOVE, 40, 30)
-    assert sel.view().max() == 255 and sel.view()[50, 60].tolist() == [0, 0, 0]  # frozen frame + box
-    chosen = sel.on_mouse(cv2.EVENT_LBUTTONUP, 50, 40)
-    assert chosen.box == (10, 10, 40, 30) and chosen.stamp == (5, 100) and chosen.frame_id == "camera_rgb"
-    assert sel.view()[50, 60].tolist() == [1, 1, 1]  # live again
-
-
-def test_select_target_request_fields():
-    pytest.importorskip("sensor_msgs", reason="sensor_msgs (ROS 2) not on the path")
-    from ckd_ros.node.select_target import Selection, build_request
-
-    req = build_request(Selection((10, 20, 30, 40), (7, 8), "camera_thermal"))
-    info = req.camera_info
-    assert (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height) == (10, 20, 30, 40)
-    assert (info.header.stamp.sec, info.header.stamp.nanosec, info.header.frame_id) == (7, 8, "camera_thermal")
-
-
-def test_select_target_without_gui_explains_and_exits(capsys):
-    pytest.importorskip("rclpy", reason="rclpy not on the path")
-    from ckd_ros.node import select_target
-
-    ok, _ = select_target.gui_available()
-    if ok:
-        pytest.skip("this OpenCV has GUI support; the headless message does not apply")
-    assert select_target.main(["select_target", "--tracker", "/robot/ckd_tracker"]) == 2
-    err = capsys.readouterr().err
-    assert "no GUI support" in err and "ros2 service call /robot/ckd_tracker/set_target" in err
+# the picker (TargetSelector, requests, no-display behaviour): test_node_select_target.py
 
 
 def test_detection_message_fields():

@@ -1,4 +1,4 @@
-"""`ckd export`, `ckd build-engine`, `ckd bench` through the real dispatcher."""
+"""`ckd export`, `ckd build-engine`, `ckd latency` through the real dispatcher."""
 from __future__ import annotations
 
 import json
@@ -34,7 +34,7 @@ TORCH = pytest.mark.torch  # export needs torch (not in the robot-Python jobs)
     pytest.param(["export", "CKPT", "-o", "y.onnx", "--config", "{not json"], "--config", marks=TORCH),
     (["build-engine"], "exactly one of --onnx or --checkpoint"),
     (["build-engine", "--onnx", "/nonexistent.onnx"], "not found"),
-    (["bench", "--iters", "0"], "--iters"),
+    (["latency", "--iters", "0"], "--iters"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     ckpt = str(shared_path("fixtures", "ckd_parity", "noce.pth"))
@@ -56,9 +56,9 @@ def test_build_engine_without_gpu_explains(tmp_path, capsys):
 
 
 @pytest.mark.torch
-def test_bench_reports_every_backend_and_machine(tmp_path, capsys):
+def test_latency_reports_every_backend_and_machine(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
-    assert main(["bench", "--preset", "parity_mce", "--backend", "torch,onnxruntime,tensorrt", "--iters", "3",
+    assert main(["latency", "--preset", "parity_mce", "--backend", "torch,onnxruntime,tensorrt", "--iters", "3",
                  "--warmup", "1", "--threads", "2", "--cache-dir", str(tmp_path / "c"), "--json", str(out_json)]) == 0
     table = capsys.readouterr().out
     assert "machine:" in table and "p50 ms" in table

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ckd_ros.cli import main
+from ckd_ros.errors import GeometryError
 from ckd_ros.tracking import Registration
 from ckd_ros.tracking.cli import load_homography
 from ckd_ros.tracking.registration import estimate_homography
@@ -100,7 +101,7 @@ def test_estimate_homography_with_outlier():
     np.testing.assert_allclose(mat, H_TRUE, rtol=1e-5, atol=1e-7)
     assert inliers.tolist() == [i != 5 for i in range(12)]
     assert errors[inliers].max() < 1e-3 and errors[5] > 50
-    with pytest.raises(ValueError, match="at least 4"):
+    with pytest.raises(GeometryError, match="at least 4"):
         estimate_homography(tir[:3], rgb[:3])
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ckd_ros.errors import CKDError
 from ckd_ros.model import CKDConfig
+from ckd_ros.model.checkpoint import read_checkpoint
 from ckd_ros.model.vit import ViTBranch
 from ckd_ros.train.masking import search_keep_mask, step_generator
 from ckd_ros.train.model import CKDTrainingModel
@@ -15,7 +16,6 @@ from ckd_ros.train.weights import (
     init_from_single_modal,
     init_students_from_teachers,
     random_init_,
-    read_full_state_dict,
     resize_grid_embed,
 )
 
@@ -163,7 +163,7 @@ def _fake_ostrack_checkpoint(path, config, grid_z, grid_x, temporal=True):
 def test_init_from_a_droptrack_style_checkpoint(tmp_path):
     path = tmp_path / "DropTrack_k700_800E_alldata.pth.tar"
     sd = _fake_ostrack_checkpoint(path, NOCE, grid_z=6, grid_x=12)
-    full = read_full_state_dict(path)
+    full = read_checkpoint(path)[0]
     assert set(full) == set(sd)
     model = CKDTrainingModel(NOCE)
     init_from_single_modal(model, full)
@@ -186,7 +186,7 @@ def test_init_rejects_a_checkpoint_of_another_width(tmp_path):
     path = tmp_path / "ostrack.pth.tar"
     _fake_ostrack_checkpoint(path, NOCE.replace(embed_dim=32, num_heads=4), 4, 8, temporal=False)
     with pytest.raises(CKDError, match="wrong shapes"):
-        init_from_single_modal(CKDTrainingModel(NOCE), read_full_state_dict(path))
+        init_from_single_modal(CKDTrainingModel(NOCE), read_checkpoint(path)[0])
 
 
 def test_students_from_teachers():

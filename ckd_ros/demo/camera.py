@@ -5,13 +5,16 @@ kelvin*100, frame_id `thermal_camera`) with the same stamp, and `~/ground_truth`
 (vision_msgs/Detection2DArray in RGB pixels, header = the RGB image's header). The thermal camera
 can be offset from the RGB camera (`thermal.offset` pixels or a full `thermal.homography`, thermal
 -> RGB, the value the tracker's `registration.homography` needs); the thermal image is re-projected
-accordingly. Frame t of the stream is frame t of `SyntheticScene(seed, size, scenario, period)`.
+accordingly. With `camera_info` (default) it also publishes `rgb/camera_info`, `thermal/camera_info`
+(pinhole, `hfov_deg`) and the static TF `rgb_camera` -> `thermal_camera` whose homography is exactly
+that offset (the tracker's `registration.mode: camera_info` recovers it).
+Frame t of the stream is frame t of `SyntheticScene(seed, size, scenario, period)`.
 """
 from __future__ import annotations
 
 import sys
-import time
 
+import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -39,6 +42,8 @@ PARAMS = {
     "thermal.homography": [0.0],  # 9 floats thermal -> RGB; [0.0] = use thermal.offset
     "reliable": True,  # reliable keeps every frame for local subscribers; false = sensor-data QoS
     "label": "target",
+    "camera_info": True,  # publish rgb/camera_info, thermal/camera_info and the static TF of the rig
+    "hfov_deg": 60.0,  # horizontal field of view of the RGB camera (camera_info K)
 }
 
 
@@ -65,8 +70,8 @@ class SyntheticCamera(Node):
         self.rgb_pub = self.create_publisher(Image, "rgb/image", qos)
         self.tir_pub = self.create_publisher(Image, "thermal/image", qos)
         self.gt_pub = self.create_publisher(Detection2DArray, "~/ground_truth", 10)
-        self.render_s = 0.0
         self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
+        self.camera_infos = self._start_calibration(p) if p["camera_info"] else None
         rig = "aligned" if is_identity(self.thermal_to_rgb) else \
             "thermal->RGB homography " + ",".join(f"{v:g}" for v in self.thermal_to_rgb.ravel())
         self.get_logger().info(
@@ -74,10 +79,41 @@ class SyntheticCamera(Node):
             f"({', '.join(sorted(self.scene.effects)) or 'no effects'}), {self.scene.width}x{self.scene.height} "
             f"at {p['rate_hz']:g} Hz, {rig}")
 
+    def _start_calibration(self, p):
+        """camera_info of both cameras (co-located pinholes, synthetic.rig.rig_intrinsics) and the static
+        TF rgb_frame -> thermal_frame (identity: same optical centre and axes), so the tracker's
+        `registration.mode: camera_info` recovers `thermal_to_rgb`. None if the rig has no such form."""
+        from geometry_msgs.msg import TransformStamped  # noqa: PLC0415
+        from sensor_msgs.msg import CameraInfo  # noqa: PLC0415
+        from tf2_ros import StaticTransformBroadcaster  # noqa: PLC0415
+
+        from ckd_ros.synthetic.rig import rig_intrinsics  # noqa: PLC0415
+
+        w, h = self.scene.width, self.scene.height
+        k_rgb, k_tir = rig_intrinsics(w, h, self.thermal_to_rgb, float(p["hfov_deg"]))
+        if k_tir is None:
+            self.get_logger().warning("thermal.homography is not an offset/scale: no camera_info published")
+            return None
+        infos = []
+        for topic, k, frame in (("rgb/camera_info", k_rgb, self.rgb_frame_id),
+                                ("thermal/camera_info", k_tir, self.thermal_frame_id)):
+            info = CameraInfo(width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5)
+            info.k = k.reshape(-1).tolist()
+            info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+            info.p = np.c_[k, np.zeros(3)].reshape(-1).tolist()
+            info.header.frame_id = frame
+            infos.append((self.create_publisher(CameraInfo, topic, 5), info))
+        tf = TransformStamped()
+        tf.header.stamp = self.get_clock().now().to_msg()
+        tf.header.frame_id, tf.child_frame_id = self.rgb_frame_id, self.thermal_frame_id
+        tf.transform.rotation.w = 1.0
+        self.tf_broadcaster = StaticTransformBroadcaster(self)
+        self.tf_broadcaster.sendTransform(tf)
+        return infos
+
     def _tick(self) -> None:
         if self.remaining == 0:
             return
-        t0 = time.perf_counter()
         rgb, tir, box = self.scene.frame(self.t)
         tir = thermal_view(tir, self.thermal_to_rgb)
         stamp = self.get_clock().now().to_msg()
@@ -88,7 +124,10 @@ class SyntheticCamera(Node):
         self.rgb_pub.publish(rgb_msg)
         self.tir_pub.publish(tir_msg)
         self.gt_pub.publish(build_detections(rgb_msg.header, box, 1.0, self.label, str(self.t)))
-        self.render_s = time.perf_counter() - t0
+        if self.camera_infos is not None:
+            for pub, info in self.camera_infos:
+                info.header.stamp = stamp
+                pub.publish(info)
         self.t += 1
         if self.remaining > 0:
             self.remaining -= 1
@@ -97,8 +136,16 @@ class SyntheticCamera(Node):
 def main(args=None) -> int:
     from ckd_ros.node import handle_help
 
-    handle_help("synthetic_camera", "Seeded synthetic RGB-T camera node (demo): publishes rgb8 + mono16 images "
-                "and the ground-truth box; parameters via --ros-args -p name:=value (docs/demo.md).", args)
+    handle_help("synthetic_camera", "Seeded synthetic RGB-T camera node (demo): publishes rgb8 + mono16 images, "
+                "camera_info, the rig's static TF and the ground-truth box; parameters via --ros-args -p "
+                "name:=value (docs/demo.md).", args)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # a second Ctrl-C while shutting down: no traceback
+        return 0
+
+
+def _run(args=None) -> int:
     rclpy.init(args=args)
     node = None
     try:
@@ -109,6 +156,9 @@ def main(args=None) -> int:
     except ValueError as exc:  # bad parameters: one clear line, non-zero exit
         print(f"synthetic_camera: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # RCLError "publisher's context is invalid": Ctrl-C shut down while publishing
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ckd_ros import boxes
+from ckd_ros.tracking.overlay import draw_box, draw_style, put_text
 
 IOU_OK = 0.5  # a frame "tracks" when IoU > 0.5
 MIN_FRAC_OK = 0.8  # acceptance: >= 80% of processed frames
@@ -81,13 +82,13 @@ def draw_panel(rgb: np.ndarray, thermal8: Optional[np.ndarray], gt: Optional[Seq
     """One video frame (BGR): RGB with GT (green) and tracker (red) boxes | thermal with the mapped box."""
     def box(img, b, colour):
         if b is not None:
-            x, y, w, h = (int(round(v * scale)) for v in b)
-            cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2)
+            draw_box(img, [v * scale for v in b], colour)
 
     left = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     box(left, gt, (0, 200, 0))
     box(left, result, (0, 0, 255))
-    cv2.putText(left, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    style = draw_style(left.shape)
+    put_text(left, text, (style.margin, style.line_height), (255, 255, 255), style)
     if thermal8 is None:
         return left
     right = cv2.applyColorMap(cv2.resize(thermal8, (left.shape[1], left.shape[0]), interpolation=cv2.INTER_AREA),

@@ -7,7 +7,6 @@ and backends are imported inside functions: importing this module (and the metri
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ckd_ros.errors import CKDError
+from ckd_ros.fileio import atomic_path
 from ckd_ros.frames.datasets import Dataset, SequenceFrames
 from ckd_ros.frames.reader import read_pair, read_rgb
 
@@ -97,11 +97,9 @@ def is_finished(results_dir: Path, name: str) -> bool:
 def write_sequence(results_dir: Path, name: str, boxes: np.ndarray, times: np.ndarray) -> None:
     """Write both files atomically; the time file goes last, so its presence marks a finished sequence."""
     box_path, time_path = result_paths(results_dir, name)
-    box_path.parent.mkdir(parents=True, exist_ok=True)
     for path, data, fmt in ((box_path, boxes.astype(int), "%d"), (time_path, times, "%f")):
-        tmp = path.with_name(path.name + ".part")
-        np.savetxt(tmp, data, delimiter="\t", fmt=fmt)
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp:
+            np.savetxt(tmp, data, delimiter="\t", fmt=fmt)
 
 
 def recorded_run(results_dir: Path, name: str) -> SequenceRun:

@@ -9,12 +9,12 @@ import pathlib
 import pickle
 import sys
 import types
-import zipfile
 from typing import Dict, Optional, Tuple
 
 import torch
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CheckpointError
+from ckd_ros.fileio import atomic_path
 from ckd_ros.hashing import file_sha256
 from ckd_ros.model import safe_pickle
 from ckd_ros.model.config import CKDConfig
@@ -39,46 +39,101 @@ def _safe_pickle_module():
     return mod
 
 
-def read_state_dict(path) -> Tuple[Dict[str, torch.Tensor], Optional[CKDConfig], dict]:
-    """Return (student state dict, config stored in the file or None, metadata)."""
+EXPECTED = "expected an official .pth.tar, a state dict, a ckd train checkpoint or a converted .safetensors"
+CONTAINER_KEYS = ("net", "state_dict", "model")  # official/pytracking, Lightning-style, timm/DeiT-style
+
+
+def _open_checked(path) -> pathlib.Path:
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory: give the checkpoint file inside it")
     if not path.is_file():
-        raise CKDError(f"checkpoint not found: {path}")
-    if _is_safetensors(path):
-        from safetensors import safe_open
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size < 8:
+        raise CheckpointError(f"{path} is not a checkpoint ({path.stat().st_size} bytes: an interrupted copy?); "
+                              f"{EXPECTED}")
+    return path
+
+
+def _read_safetensors(path: pathlib.Path) -> Tuple[Dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+
+    try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
             sd = {k: f.get_tensor(k) for k in f.keys()}
-        config = CKDConfig.from_dict(json.loads(meta["ckd_config"])) if "ckd_config" in meta else None
-        return _student_keys(sd, path), config, meta
-    if not zipfile.is_zipfile(path) and path.stat().st_size < 8:
-        raise CKDError(f"{path} is not a checkpoint (too small)")
+    except Exception as exc:  # safetensors raises SafetensorError (Rust) for truncated/corrupt files
+        raise CheckpointError(f"cannot read {path} as safetensors ({type(exc).__name__}: {exc}): the file is "
+                              "truncated or corrupt (interrupted copy?); copy it again or re-run `ckd convert`"
+                              ) from None
+    return sd, meta
+
+
+def _read_pickle(path: pathlib.Path):
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_safe_pickle_module())
+        return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_safe_pickle_module())
     except safe_pickle.RefusedGlobal as exc:
-        raise CKDError(f"{path}: {exc}") from None
-    except Exception as exc:  # truncated zip, not a torch file...
-        raise CKDError(f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {exc}); "
-                       "expected an official .pth.tar, a state dict, or a converted .safetensors") from None
+        raise CheckpointError(f"{path}: {exc}") from None
+    except MemoryError:
+        raise CheckpointError(f"{path} does not fit in memory; {EXPECTED}") from None
+    except Exception as exc:  # truncated zip, not a torch file, text file...
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); {EXPECTED}") from None
+
+
+def filter_state_dict(obj, path) -> Tuple[Dict[str, torch.Tensor], Optional[CKDConfig]]:
+    """The one adapter for foreign checkpoint layouts (like timm's `checkpoint_filter_fn`): unwrap the
+    container ({'net'|'state_dict'|'model': sd, ...} or a plain sd), drop DDP's `module.` prefixes and
+    return (every tensor, the CKDConfig a ckd train checkpoint carries under 'ckd_config' or None).
+    Non-tensor side data (epochs, stats, settings) is ignored. Raises CheckpointError."""
     stored = None
     if isinstance(obj, dict) and isinstance(obj.get("ckd_config"), dict):
         stored = CKDConfig.from_dict(obj["ckd_config"])  # our training checkpoints say what they hold
-    if isinstance(obj, dict) and isinstance(obj.get("net"), dict):
-        obj = obj["net"]  # official container: {'net': state_dict, 'settings': ..., ...}
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CKDError(f"{path} holds no state dict (expected a dict of tensors or a dict with 'net')")
-    return _student_keys(obj, path), stored, {}
+    for key in CONTAINER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state dict (expected a dict of tensors or a dict with "
+                              f"{'/'.join(repr(k) for k in CONTAINER_KEYS)})")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}, stored
 
 
-def _student_keys(sd: Dict[str, torch.Tensor], path) -> Dict[str, torch.Tensor]:
-    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+def read_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], Optional[CKDConfig], dict]:
+    """The one checkpoint reader: (every tensor of the file, the config stored in it or None, metadata).
+
+    Reads converted safetensors (config in the metadata, no pickle), the authors' `.pth.tar`, plain
+    state dicts and ckd train checkpoints through the restricted unpickler (`safe_pickle`: NumPy data
+    loads, code is refused). Keys keep their layout (`rgb_branch.*`, `backbone.*`, `teacher_*`...);
+    `read_state_dict` keeps the student's. Raises CheckpointError with a one-line message.
+    """
+    path = _open_checked(path)
+    if _is_safetensors(path):
+        sd, meta = _read_safetensors(path)
+        try:
+            config = CKDConfig.from_dict(json.loads(meta["ckd_config"])) if "ckd_config" in meta else None
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: unreadable ckd_config metadata ({exc}); re-run `ckd convert`") from None
+        if not sd:
+            raise CheckpointError(f"{path} holds no tensors; {EXPECTED}")
+        return sd, config, meta
+    sd, stored = filter_state_dict(_read_pickle(path), path)
+    return sd, stored, {}
+
+
+def read_state_dict(path) -> Tuple[Dict[str, torch.Tensor], Optional[CKDConfig], dict]:
+    """(student state dict, config stored in the file or None, metadata); see `read_checkpoint`."""
+    sd, config, meta = read_checkpoint(path)
+    return student_keys(sd, path), config, meta
+
+
+def student_keys(sd: Dict[str, torch.Tensor], path) -> Dict[str, torch.Tensor]:
+    """The deployable student's tensors (rgb_branch.*, tir_branch.*, box_head.*) of a full state dict."""
     kept = {k: v for k, v in sd.items() if k.startswith(STUDENT_PREFIXES)}
     if not kept:
         sample = ", ".join(list(sd)[:5])
-        raise CKDError(f"{path} has no CKD student keys (rgb_branch.*, tir_branch.*, box_head.*); "
-                       f"found e.g. {sample}")
+        raise CheckpointError(f"{path} has no CKD student keys (rgb_branch.*, tir_branch.*, box_head.*); "
+                              f"found e.g. {sample}")
     return kept
 
 
@@ -94,12 +149,12 @@ def infer_config(sd: Dict[str, torch.Tensor]) -> CKDConfig:
         tz = int(round(sd["rgb_branch.pos_embed_z"].shape[1] ** 0.5)) * patch
         tx = int(round(sd["rgb_branch.pos_embed_x"].shape[1] ** 0.5)) * patch
     except KeyError as exc:
-        raise CKDError(f"cannot infer the model size: key {exc} missing; pass a config/preset") from None
+        raise CheckpointError(f"cannot infer the model size: key {exc} missing; pass a config/preset") from None
     base = CKDConfig.vitb_mce()
     if (embed, depth, head, patch, tz, tx, mlp) == (768, 12, 256, 16, 128, 256, 4.0):
         return base
     if embed % 64:
-        raise CKDError(f"cannot infer num_heads for embed_dim {embed}; pass a config/preset "
+        raise CheckpointError(f"cannot infer num_heads for embed_dim {embed}; pass a config/preset "
                        "(e.g. --preset or a converted file that stores its config)")
     return CKDConfig(embed_dim=embed, depth=depth, num_heads=embed // 64, mlp_ratio=mlp, head_channels=head,
                      patch_size=patch, template_size=tz, search_size=tx, name="inferred")
@@ -118,7 +173,7 @@ def check_state_dict(model: torch.nn.Module, sd: Dict[str, torch.Tensor], source
             more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
             problems.append(f"{label} [{len(items)}]: {', '.join(items[:8])}{more}")
     if problems:
-        raise CKDError(f"{source} does not fit the {model.config.name} model: " + "; ".join(problems)
+        raise CheckpointError(f"{source} does not fit the {model.config.name} model: " + "; ".join(problems)
                        + ". Pick the preset/config that matches the checkpoint.")
 
 
@@ -139,11 +194,8 @@ def save_converted(model: CKDStudent, out_path, source_sha256: str = "", extra: 
             "torch": torch.__version__, "ckd_ros": sys.modules["ckd_ros"].__version__}
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    out_path = pathlib.Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def convert(in_path, out_path, config: Optional[CKDConfig] = None) -> CKDStudent:

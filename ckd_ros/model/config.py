@@ -37,10 +37,6 @@ class CKDConfig:
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
-
-    @property
     def template_feat_size(self) -> int:
         return self.template_size // self.patch_size
 

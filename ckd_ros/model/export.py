@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from ckd_ros.errors import CKDError
+from ckd_ros.fileio import atomic_path, atomic_write_text
+from ckd_ros.model.onnx_meta import FORMAT, METADATA_KEY, read_metadata, sidecar_path  # noqa: F401
 
 INPUT_NAMES = ("z_rgb", "z_tir", "x_rgb", "x_tir")  # = ckd_ros.runtime.base.INPUT_NAMES
 OUTPUT_NAMES = ("score_map", "size_map", "offset_map")  # = ckd_ros.runtime.base.OUTPUT_NAMES
-METADATA_KEY = "ckd_ros"
-FORMAT = "ckd_ros.onnx.v1"
 DEFAULT_OPSET = 17
 # ops whose output shape depends on data (TensorRT needs static shapes; NonZero is rejected outright)
 DATA_DEPENDENT_OPS = ("NonZero", "Compress", "Unique", "Loop", "If", "Scan")
@@ -74,10 +74,6 @@ def example_inputs(config, seed: int = 0, batch: int = 1):
     return tuple(torch.randn(*shapes[n], generator=g) for n in INPUT_NAMES)
 
 
-def sidecar_path(onnx_path) -> pathlib.Path:
-    return pathlib.Path(onnx_path).with_suffix(".json")
-
-
 def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_outputs: bool = False,
                 checkpoint=None, checkpoint_sha256: Optional[str] = None, write_sidecar: bool = True,
                 log=None) -> Dict:
@@ -87,59 +83,50 @@ def export_onnx(model: nn.Module, path, *, opset: int = DEFAULT_OPSET, debug_out
 
     log = log or (lambda msg: None)
     config = model.config
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names_out = list(OUTPUT_NAMES) + (debug_output_names(config) if debug_outputs else [])
-    was_training = model.training
-    model.eval()
-    t0 = time.monotonic()
-    try:
-        with torch.no_grad(), _quiet_exporter():
-            torch.onnx.export(_ExportWrapper(model, debug_outputs), example_inputs(config), str(path),
-                              dynamo=False, opset_version=int(opset), do_constant_folding=True,
-                              input_names=list(INPUT_NAMES), output_names=names_out)
-    finally:
-        model.train(was_training)
-    proto = onnx.load(str(path))
-    problems = check_graph(proto, opset)
-    if problems:
-        raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
-    if checkpoint is not None and checkpoint_sha256 is None:
-        from ckd_ros.hashing import file_sha256
+    final = pathlib.Path(path)
+    with atomic_path(final) as path:  # an interrupted export never leaves a truncated .onnx behind
+        names_out = list(OUTPUT_NAMES) + (debug_output_names(config) if debug_outputs else [])
+        was_training = model.training
+        model.eval()
+        t0 = time.monotonic()
+        try:
+            with torch.no_grad(), _quiet_exporter():
+                torch.onnx.export(_ExportWrapper(model, debug_outputs), example_inputs(config), str(path),
+                                  dynamo=False, opset_version=int(opset), do_constant_folding=True,
+                                  input_names=list(INPUT_NAMES), output_names=names_out)
+        finally:
+            model.train(was_training)
+        proto = onnx.load(str(path))
+        problems = check_graph(proto, opset)
+        if problems:
+            raise CKDError(f"exported graph breaks deployment rules: {'; '.join(problems)}")
+        if checkpoint is not None and checkpoint_sha256 is None:
+            from ckd_ros.hashing import file_sha256
 
-        checkpoint_sha256 = file_sha256(checkpoint)
-    meta = {
-        "format": FORMAT,
-        "config": config.to_dict(),
-        "checkpoint": {"path": str(checkpoint) if checkpoint else None, "sha256": checkpoint_sha256},
-        "opset": int(opset),
-        "inputs": {n: io_shapes(config)[n] for n in INPUT_NAMES},
-        "outputs": {n: io_shapes(config)[n] for n in OUTPUT_NAMES},
-        "debug_outputs": debug_output_names(config) if debug_outputs else [],
-        "keep_counts": list(config.keep_counts),
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "mode": "torchscript (dynamo=False)",
-                     "ckd_ros": _ckd_version()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
-    proto.producer_name = "ckd_ros"
-    onnx.save(proto, str(path))
+            checkpoint_sha256 = file_sha256(checkpoint)
+        meta = {
+            "format": FORMAT,
+            "config": config.to_dict(),
+            "checkpoint": {"path": str(checkpoint) if checkpoint else None, "sha256": checkpoint_sha256},
+            "opset": int(opset),
+            "inputs": {n: io_shapes(config)[n] for n in INPUT_NAMES},
+            "outputs": {n: io_shapes(config)[n] for n in OUTPUT_NAMES},
+            "debug_outputs": debug_output_names(config) if debug_outputs else [],
+            "keep_counts": list(config.keep_counts),
+            "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "mode": "torchscript (dynamo=False)",
+                         "ckd_ros": _ckd_version()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(meta, sort_keys=True)
+        proto.producer_name = "ckd_ros"
+        onnx.save(proto, str(path))
+    path = final
     if write_sidecar:
-        sidecar_path(path).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=1, sort_keys=True))
     log(f"exported {path} (opset {opset}, {path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s")
     return meta
-
-
-def export_checkpoint(checkpoint, path, *, config=None, opset: int = DEFAULT_OPSET,
-                      debug_outputs: bool = False, write_sidecar: bool = True, log=None) -> Dict:
-    from ckd_ros.hashing import file_sha256
-    from ckd_ros.model.checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint, config)
-    return export_onnx(model, path, opset=opset, debug_outputs=debug_outputs, checkpoint=checkpoint,
-                       checkpoint_sha256=file_sha256(checkpoint), write_sidecar=write_sidecar, log=log)
 
 
 def check_graph(proto, opset: Optional[int] = None) -> List[str]:
@@ -176,26 +163,6 @@ def check_graph(proto, opset: Optional[int] = None) -> List[str]:
         if not dims or any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
             problems.append(f"{value.name} has a non-static shape")
     return problems
-
-
-def read_metadata(onnx_path) -> Dict:
-    """Metadata of a `ckd export` file: the JSON sidecar if present, else the embedded copy."""
-    onnx_path = pathlib.Path(onnx_path)
-    side = sidecar_path(onnx_path)
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-            if meta.get("format") == FORMAT:
-                return meta
-        except ValueError:
-            pass
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    raise CKDError(f"{onnx_path} carries no ckd_ros metadata (not made by `ckd export`); pass a config/preset")
 
 
 def verify_onnx(model: nn.Module, onnx_path, *, seed: int = 1, log=None) -> Dict[str, float]:

@@ -36,7 +36,7 @@ class CKDStudent(nn.Module):
                                         self.config.feat_size)
 
     def forward(self, z_rgb, z_tir, x_rgb, x_tir, return_extras: bool = False) -> Dict[str, torch.Tensor]:
-        (feat_rgb, feat_tir), kept = lockstep_forward(
+        (feat_rgb, feat_tir), kept, _ = lockstep_forward(
             [self.rgb_branch, self.tir_branch], [z_rgb, z_tir], [x_rgb, x_tir], self.config)
         out = self.box_head(fuse_search_features(feat_rgb, feat_tir, self.config))
         if return_extras:

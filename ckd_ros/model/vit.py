@@ -7,7 +7,7 @@ its forward separately so several branches can run in lock-step (MCE, training w
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -149,16 +149,38 @@ def _descending(score: torch.Tensor, n: int) -> torch.Tensor:
     return torch.topk(score, n, dim=1).indices
 
 
+class LockstepOutput(NamedTuple):
+    """What `lockstep_forward` returns (a tuple: `feats, kept, blocks = lockstep_forward(...)`)."""
+
+    #: per branch: (B, Lz+Lx, C) float tokens after the final LayerNorm; the Lx search tokens in raster
+    #: order, pruned cells exactly 0
+    features: List[torch.Tensor]
+    #: per CE block that pruned (in block order), per branch: (B, k) int64 raster indices (0..Lx-1) of the
+    #: search tokens kept so far, in descending-score order (MCE: equal across branches)
+    kept: List[List[torch.Tensor]]
+    #: per branch, per block: (B, Lz+Ls_i, C) tokens after the block's MLP residual (before the final
+    #: LayerNorm; Ls_i = search tokens left after block i). Empty lists unless return_block_outputs=True
+    block_outputs: List[List[torch.Tensor]]
+
+
 def lockstep_forward(branches, zs, xs, config: CKDConfig, keep_x=None, select_from=None,
-                     shared=None, return_block_outputs=False):
-    """Run several branches block by block, eliminating candidates at the CE blocks.
+                     shared=None, return_block_outputs=False) -> LockstepOutput:
+    """Run several ViT branches block by block, eliminating candidate search tokens at the CE blocks.
 
-    shared=True (MCE): one ranking from the element-wise max of the attention maps of the branches
-    listed in `select_from` (default: all), applied to every branch. shared=False: each branch
-    ranks with its own map (plain OSTrack CE). Keep counts are Python ints, so shapes are static.
+    The lock-step form of the authors' greenlet interleaving (ckd-spec §1.3 candidate elimination,
+    §1.4 MCE; training with four branches: §4.2). Inputs: `branches` (ViTBranch, same config),
+    `zs` templates (B, 3, T, T) and `xs` search crops (B, 3, S, S), float32 normalised images, one per
+    branch; `keep_x` (B, Lx, 1) optional search-patch mask (masked modelling, §4.3).
+    shared=True (MCE, default `config.mce`): one ranking from the element-wise max of the attention
+    maps of the branches listed in `select_from` (default: all), applied to every branch.
+    shared=False: each branch ranks with its own map (plain OSTrack CE). At CE block i, k =
+    `config.keep_counts` (ceil(ratio * Ls), Python ints, so the exported graph has static shapes and
+    TopK with a constant K); the score of a search token is the head-mean attention of the template
+    token `config.ctr_point_index` (CTR_POINT) to it.
 
-    Returns (features per branch (B, Lz+Lx, C) in raster order, kept raster indices per CE block
-    per branch, and optionally per-block outputs per branch before the final LN).
+    Returns a `LockstepOutput` (features, kept, block_outputs) of three fields, always (block outputs
+    are empty lists unless `return_block_outputs`). Raises nothing of its own; shape mismatches
+    surface as torch errors.
     """
     shared = config.mce if shared is None else shared
     select_from = list(range(len(branches))) if select_from is None else list(select_from)
@@ -199,6 +221,4 @@ def lockstep_forward(branches, zs, xs, config: CKDConfig, keep_x=None, select_fr
             if return_block_outputs:
                 block_outputs[b].append(tokens[b])
     feats = [br.finish(t, idx) for br, t, idx in zip(branches, tokens, index)]
-    if return_block_outputs:
-        return feats, kept_per_layer, block_outputs
-    return feats, kept_per_layer
+    return LockstepOutput(feats, kept_per_layer, block_outputs)

@@ -84,6 +84,11 @@ SPECS: List[ParamSpec] = [
     ParamSpec("thermal.invert", False, "invert the 8-bit thermal image (black-hot cameras)", RUNTIME),
     ParamSpec("registration.homography", list(IDENTITY), "3x3 row-major homography thermal pixels -> RGB "
               "pixels; identity for pre-registered rigs", RUNTIME, length=9),
+    ParamSpec("registration.mode", "homography", "homography: registration.homography; camera_info: computed "
+              "from rgb/camera_info, thermal/camera_info and the TF between their optical frames", RUNTIME,
+              choices=("homography", "camera_info")),
+    ParamSpec("registration.depth_m", 0.0, "camera_info mode: distance (m) of the registered plane in front "
+              "of the thermal camera; 0 = infinity", RUNTIME, min=0.0, max=1e6),
     # tracking
     ParamSpec("tracking.lost_threshold", 0.25, "score below which a frame counts as low; 0 = never LOST",
               RUNTIME, min=0.0, max=1.0),

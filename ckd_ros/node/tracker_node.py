@@ -31,6 +31,7 @@ from ckd_ros.node import diagnostics as diag
 from ckd_ros.node import params as P
 from ckd_ros.node.detections import build_detections
 from ckd_ros.node.frame_cache import FrameCache, FramePair
+from ckd_ros.node.geometry import GeometryHelper
 from ckd_ros.node.input_sync import PairInput, input_topics
 from ckd_ros.node.overlay import rgb_overlay, thermal_overlay
 from ckd_ros.node.qos import input_qos
@@ -67,6 +68,8 @@ class CkdTrackerNode(LifecycleNode):
         self.converter, why = make_converter()
         self.get_logger().info(f"image conversion: {self.converter.name}" + (f" ({why})" if why else ""))
         self.cache = FrameCache(self._values["tracking.init_cache_s"])
+        # camera_info + TF registration, target ray (node/geometry.py)
+        self.geometry = GeometryHelper(self, self._values, lambda: self._apply({"registration.homography"}))
 
         self._backend = None
         self._tracker: Optional[Tracker] = None
@@ -100,7 +103,8 @@ class CkdTrackerNode(LifecycleNode):
             self.trigger_activate()
 
     def _make_settings(self, values: Dict[str, Any]) -> Settings:
-        return Settings(normalizer=P.make_normalizer(values), registration=P.make_registration(values),
+        registration = self.geometry.registration() or P.make_registration(values)
+        return Settings(normalizer=P.make_normalizer(values), registration=registration,
                         label=values["tracking.label"], slop_s=float(values["sync.slop"]))
 
     def _open_backend(self, values: Dict[str, Any]):
@@ -263,6 +267,7 @@ class CkdTrackerNode(LifecycleNode):
             self._det_pub.publish(build_detections(pair.rgb.header, box, outcome.score or 0.0, settings.label,
                                                    outcome.track_id))
             self.stats.count("detections_published")
+        self.geometry.publish(outcome)
         self._publish_overlays(outcome, settings)
         timings = outcome.timings  # completed in place: callers (benchmarks) read them afterwards
         timings["publish"] = (time.perf_counter() - t0) * 1e3
@@ -344,9 +349,10 @@ class CkdTrackerNode(LifecycleNode):
 
     def _apply(self, names) -> None:
         values = self._values
+        self.geometry.on_parameters(names)
         if self._settings is not None and names & {"thermal.normalization", "thermal.percentiles", "thermal.range",
                                                    "thermal.invert", "registration.homography", "tracking.label",
-                                                   "sync.slop"}:
+                                                   "sync.slop", "registration.mode", "registration.depth_m"}:
             self._settings = self._make_settings(values)  # one atomic swap the worker picks up per pair
             if self._tracker is not None:
                 self._tracker.registration = self._settings.registration
@@ -374,6 +380,10 @@ class CkdTrackerNode(LifecycleNode):
         worker = self._worker
         if worker is not None and worker.busy_since is not None:
             extra["worker_busy_s"] = f"{time.monotonic() - worker.busy_since:.2f}"
+        geo_values, geo_warning = self.geometry.diagnostics(self._settings.registration if self._settings else None)
+        extra.update(geo_values)
+        if geo_warning:
+            level, message = max(level, diag.WARN), (geo_warning if level == diag.OK else f"{message}; {geo_warning}")
         values = diag.key_values(snap, extra, self.reporter.totals())
         name = f"{self.get_name()}: tracker"
         self._diag_pub.publish(diag.build_array(self.get_clock().now().to_msg(), name,

@@ -290,6 +290,7 @@ class TrackingWorker:
         self._last_stamp_ns = max(self._last_stamp_ns or 0, last.decoded.pair.rgb_stamp_ns)
         self._emit(last)
         box_txt = ", ".join(f"{v:.1f}" for v in box)
-        return (f"tracking target {self.track_id} from the {how} frame {_stamp_str(pair.rgb_stamp_ns)}: "
-                f"{frame} box -> RGB box [{box_txt}]; caught up through {len(steps)} of {len(newer)} newer "
-                f"frames (state {self.tracker.state.value})")
+        stamp = _stamp_str(pair.rgb_stamp_ns)  # `how`: which stamp matched; `frame`: the image the box is in
+        where = f"the newest frame {stamp}" if how == "newest" else f"the frame {stamp} ({how} stamp match)"
+        return (f"tracking target {self.track_id} from {where}: {frame} box -> RGB box [{box_txt}]; caught up "
+                f"through {len(steps)} of {len(newer)} newer frames (state {self.tracker.state.value})")

@@ -35,6 +35,20 @@ class Backend:
         self._z_tir = None
 
     def infer(self, z_rgb: np.ndarray, z_tir: np.ndarray, x_rgb: np.ndarray, x_tir: np.ndarray) -> Maps:
+        """Run the network once on one template pair and one search pair.
+
+        Inputs (numpy, C-contiguous float32 or convertible): `z_rgb`, `z_tir` (1, 3, T, T) templates and
+        `x_rgb`, `x_tir` (1, 3, S, S) search crops, T = config.template_size (128), S =
+        config.search_size (256) pixels; RGB channel order, values ImageNet-normalised
+        ((x/255 - mean) / std, ckd-spec §2.4); the thermal crops are the 8-bit thermal image replicated
+        to three channels and normalised the same way.
+        Returns {"score_map": (1, 1, F, F), "size_map": (1, 2, F, F), "offset_map": (1, 2, F, F)} numpy
+        float32, F = S / patch_size (16): centre score (sigmoid, clamped to [1e-4, 1-1e-4]), box
+        width/height (sigmoid) as a fraction of the search crop, sub-cell offset in cells (CENTER head,
+        ckd-spec §1.5; decoding and the Hann window live in tracking/). Maps may hold NaN/Inf (e.g. an
+        FP16 overflow): callers check.
+        Raises CKDError (BackendError) for a closed backend, wrong input shapes or a failed inference.
+        """
         raise NotImplementedError
 
     def set_template(self, z_rgb: np.ndarray, z_tir: np.ndarray) -> None:

@@ -8,7 +8,11 @@ is not recorded, which the next start rebuilds.
 
 Default location: platformdirs.user_cache_dir("ckd_ros") (override: cache_dir argument or the
 CKD_CACHE_DIR environment variable) — never the install directory (read-only on robots), never /tmp
-(wiped at boot, so a Jetson would rebuild for minutes after every reboot).
+(wiped at boot, so a Jetson would rebuild for minutes after every reboot). When the default is not
+usable (no home directory: system services, containers run as another user) the cache falls back to
+a private per-user directory under the system temp dir and says so in one line; an explicitly chosen
+directory that is not usable is a one-line CacheError (no silent fallback). Artifacts are written by
+`ckd_ros.fileio.atomic_path`, so they get the umask's mode (0644 under umask 022), not mkstemp's 0600.
 """
 from __future__ import annotations
 
@@ -18,11 +22,13 @@ import json
 import logging
 import os
 import pathlib
+import stat
 import tempfile
 import time
 from typing import Callable, Dict, Optional, Tuple, Union
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CacheError
+from ckd_ros.fileio import atomic_path, atomic_write_bytes  # noqa: F401  (re-exported for runtime modules)
 from ckd_ros.hashing import file_sha256
 
 LogFn = Callable[[str], None]
@@ -31,13 +37,75 @@ PathLike = Union[str, os.PathLike]
 _LOG = logging.getLogger("ckd_ros.runtime")
 
 
+HOW_TO_MOVE = "pass --cache-dir DIR (node: engine.cache_dir) or set CKD_CACHE_DIR to a writable directory"
+
+
 def default_cache_dir() -> pathlib.Path:
+    """$CKD_CACHE_DIR, else platformdirs.user_cache_dir("ckd_ros") (not checked for usability here)."""
     env = os.environ.get("CKD_CACHE_DIR")
     if env:
         return pathlib.Path(env).expanduser()
     import platformdirs
 
     return pathlib.Path(platformdirs.user_cache_dir("ckd_ros", appauthor=False))
+
+
+def _unusable(directory: pathlib.Path) -> Optional[str]:
+    """Why `directory` cannot hold the cache (created if missing), or None when it can."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    if not os.access(str(directory), os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
+
+
+def private_temp_cache_dir() -> pathlib.Path:
+    """A per-user cache under the system temp dir, created 0700 and used only when this user owns it
+    and nobody else can write it (else a fresh mkdtemp): another user cannot plant artifacts in it."""
+    getuid = getattr(os, "getuid", None)
+    uid = getuid() if getuid is not None else os.getpid()
+    candidate = pathlib.Path(tempfile.gettempdir()) / f"ckd_ros-cache-{uid}"
+    try:
+        candidate.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(str(candidate))
+        owned = getuid is None or st.st_uid == uid
+        if stat.S_ISDIR(st.st_mode) and owned and not st.st_mode & 0o022:
+            return candidate
+    except OSError:
+        pass
+    return pathlib.Path(tempfile.mkdtemp(prefix="ckd_ros-cache-"))
+
+
+def resolve_cache_dir(root: Optional[PathLike] = None) -> Tuple[pathlib.Path, str]:
+    """(usable cache directory, note). The note is "" or one line saying why a fallback is used.
+
+    `root` (a --cache-dir / engine.cache_dir value) or $CKD_CACHE_DIR are the user's choice: when not
+    usable they raise CacheError naming the directory and what to do. The platform default falls back
+    to `private_temp_cache_dir()` (wiped at reboot, so artifacts are rebuilt after one).
+    """
+    if root is not None or os.environ.get("CKD_CACHE_DIR"):
+        directory = pathlib.Path(root if root is not None else os.environ["CKD_CACHE_DIR"]).expanduser()
+        source = "--cache-dir" if root is not None else "CKD_CACHE_DIR"
+        why = _unusable(directory)
+        if why:
+            raise CacheError(f"cache directory {directory} (from {source}) is not usable ({why}): {HOW_TO_MOVE}")
+        return directory, ""
+    try:
+        directory = default_cache_dir()
+    except (KeyError, RuntimeError, OSError) as exc:  # no home directory at all
+        directory, why = None, f"no home directory ({exc})"
+    else:
+        why = _unusable(directory)
+    if not why:
+        return directory, ""
+    fallback = private_temp_cache_dir()
+    problem = _unusable(fallback)
+    if problem:
+        raise CacheError(f"no usable cache directory: {directory} ({why}) and {fallback} ({problem}): {HOW_TO_MOVE}")
+    return fallback, (f"cache: the user cache dir {directory} is not usable ({why}); using {fallback} for now "
+                      f"(wiped at reboot, so exports and engines are rebuilt): {HOW_TO_MOVE} to keep them")
 
 
 def as_log(log) -> LogFn:
@@ -57,29 +125,6 @@ def key_digest(key: Dict) -> str:
 def sidecar_path(path: PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     return path.with_name(path.name + ".json")
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike):
-    """Yield a temp path beside `path`; on success fsync and os.replace it into place, else delete."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield pathlib.Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def describe_key_change(old: Dict, new: Dict) -> str:
@@ -138,9 +183,23 @@ def invalidate(path: PathLike) -> None:
 class ArtifactCache:
     """Build-once store. `produce(tmp_path)` must write the artifact to tmp_path."""
 
-    def __init__(self, root: Optional[PathLike] = None, lock_timeout_s: float = 3600.0):
-        self.root = pathlib.Path(root).expanduser() if root is not None else default_cache_dir()
+    def __init__(self, root: Optional[PathLike] = None, lock_timeout_s: float = 3600.0, log=None):
+        """`root`: the cache directory (None: $CKD_CACHE_DIR or the user cache dir, see resolve_cache_dir);
+        `log`: a logger whose `.warning` receives the one-line fallback note (else Python logging)."""
+        self._requested = root
+        self._root: Optional[pathlib.Path] = None
+        self._log = log
         self.lock_timeout_s = lock_timeout_s
+
+    @property
+    def root(self) -> pathlib.Path:
+        """The cache directory, checked (and chosen, see resolve_cache_dir) on first use: a backend
+        that needs no cache (torch) never touches the file system. Raises CacheError."""
+        if self._root is None:
+            self._root, note = resolve_cache_dir(self._requested)
+            if note:  # a warning even under --quiet: a node's logger if given, else Python logging (stderr)
+                (getattr(self._log, "warning", None) or _LOG.warning)(note)
+        return self._root
 
     def path(self, *parts: str) -> pathlib.Path:
         return self.root.joinpath(*parts)
@@ -159,7 +218,7 @@ class ArtifactCache:
             try:
                 lock.acquire(timeout=self.lock_timeout_s)
             except Timeout as exc:
-                raise CKDError(f"timed out after {self.lock_timeout_s:.0f} s waiting for the lock on {path}; "
+                raise CacheError(f"timed out after {self.lock_timeout_s:.0f} s waiting for the lock on {path}; "
                                f"remove {path}.lock if no other ckd process is running") from exc
         try:
             yield
@@ -185,6 +244,16 @@ class ArtifactCache:
 
         if usable()[0]:  # fast path without the lock: files are only ever replaced atomically
             return path, "cached"
+        try:
+            return self._build(path, key, produce, usable, what, log, extra)
+        except OSError as exc:
+            if not str(getattr(exc, "filename", "") or "").startswith(str(self.root)):
+                raise
+            raise CacheError(f"cannot write the {what} into the cache {self.root} ({type(exc).__name__}: "
+                             f"{exc.strerror or exc}): {HOW_TO_MOVE}") from exc
+
+    def _build(self, path: pathlib.Path, key: Dict, produce, usable, what: str, log: LogFn,
+               extra: Optional[Dict]) -> Tuple[pathlib.Path, str]:
         with self.lock(path, log):
             ok, why = usable()
             if ok:
@@ -195,7 +264,7 @@ class ArtifactCache:
             with atomic_path(path) as tmp:
                 produce(tmp)
                 if not tmp.exists() or tmp.stat().st_size == 0:
-                    raise CKDError(f"building {what} produced no output")
+                    raise CacheError(f"building {what} produced no output")
             write_sidecar(path, key, extra)
             log(f"{what} ready in {time.monotonic() - t0:.1f} s: {path}")
             return path, f"built: {why}"

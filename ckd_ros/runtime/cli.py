@@ -1,4 +1,4 @@
-"""`ckd export`, `ckd build-engine`, `ckd bench`: thin argument handling over the runtime library."""
+"""`ckd export`, `ckd build-engine`, `ckd latency` (was `ckd bench`): thin argument handling over the runtime."""
 from __future__ import annotations
 
 import argparse
@@ -68,7 +68,7 @@ def cmd_build_engine(args) -> int:
     for label, path in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint)):
         if path is not None and not os.path.isfile(path):
             raise CKDError(f"{label} file not found: {path}")
-    cache = ArtifactCache(args.cache_dir)
+    cache = ArtifactCache(args.cache_dir, log=_log)
     onnx_path = args.onnx
     if onnx_path is None:
         onnx_path, _ = ensure_onnx(cache, checkpoint=args.checkpoint, config=_config_arg(args), log=_log)
@@ -99,7 +99,7 @@ def _csv(text: str):
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def cmd_bench(args) -> int:
+def cmd_latency(args) -> int:
     from ckd_ros.runtime.bench import format_table, machine_description, run_bench
 
     if args.iters < 1 or args.warmup < 0:
@@ -144,7 +144,9 @@ def register(subparsers) -> None:
     p.add_argument("--build-only", action="store_true", help="build/cache the engine and exit (install scripts)")
     p.set_defaults(func=cmd_build_engine)
 
-    p = subparsers.add_parser("bench", help="network latency per backend and precision")
+    p = subparsers.add_parser("latency", help="network latency per backend and precision (was `ckd bench`)",
+                              description="Time the network alone (random inputs, batch 1) per backend and "
+                                          "precision. Not `ckd benchmark`, which evaluates a tracker on a dataset.")
     p.add_argument("--preset", default="vitb,vitb_mce", help="comma-separated presets (default: vitb,vitb_mce)")
     p.add_argument("--checkpoint", help="weights to use (default: seeded random weights)")
     p.add_argument("--backend", default="torch,onnxruntime,tensorrt", help="comma-separated, or 'all'")
@@ -155,4 +157,4 @@ def register(subparsers) -> None:
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay the frame as a CUDA graph")
     p.add_argument("--cache-dir", help="ONNX/engine cache dir")
     p.add_argument("--json", help="also write the results and machine description as JSON")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_latency)

@@ -65,9 +65,24 @@ def open_backend(kind: str = "auto", *, checkpoint=None, onnx=None, preset=None,
                  precision: str = "fp32", device=None, cache_dir=None, workspace_mb: int = 2048, log=None,
                  model=None, cuda_graph: bool = False, trt_module: Optional[str] = None,
                  threads: Optional[int] = None) -> Backend:
-    """Open an inference backend. Extra keywords beyond the documented set: `model` (an in-memory
-    CKDStudent, e.g. random weights for benchmarks), `cuda_graph` (TensorRT), `trt_module`,
-    `threads` (ONNX Runtime intra-op threads)."""
+    """Open an inference backend for the CKD student; returns a `Backend` whose `.reason` says why it was chosen.
+
+    kind: "auto" (TensorRT when a GPU and TensorRT are present, else ONNX Runtime, else PyTorch: see
+    `choose_auto`), "tensorrt", "onnxruntime" or "torch" (aliases trt, ort, pytorch).
+    Model source, one of: `checkpoint` (official .pth.tar, state dict or converted .safetensors;
+    exported to ONNX in the cache for ORT/TensorRT), `onnx` (a `ckd export` file) or `model` (an
+    in-memory CKDStudent, e.g. random weights for benchmarks). Config: `config` (CKDConfig or dict) or
+    `preset`, else the file's own metadata, else inferred from the weights (`resolve_config`).
+    precision: "fp32" or "fp16" (TensorRT; ONNX Runtime only with device="tensorrt"; "auto" falls back
+    to fp32 without TensorRT). device: None/"auto", "cpu", "cuda[:N]" (ORT: also "tensorrt").
+    cache_dir: ONNX exports and engines (default `$CKD_CACHE_DIR` or the user cache dir; see
+    runtime/cache.py). workspace_mb: TensorRT builder workspace in MiB. log: callable or logger for
+    progress lines. cuda_graph: TensorRT replays each frame as a CUDA graph. trt_module: TensorRT Python
+    module name (tensorrt, tensorrt_rtx). threads: CPU intra-op threads (ORT/torch).
+    The backend's `infer` contract (shapes, dtypes, units) is `Backend.infer` (runtime/base.py).
+    Raises CKDError subclasses: unknown kind/precision, missing files, unreadable checkpoint/ONNX
+    (CheckpointError), no usable GPU/TensorRT (DependencyError/BackendError), unusable cache (CacheError).
+    """
     logf = as_log(log)
     kind = ALIASES.get(kind, kind)
     if kind not in KINDS:
@@ -82,7 +97,7 @@ def open_backend(kind: str = "auto", *, checkpoint=None, onnx=None, preset=None,
     cfg = resolve_config(config, preset, onnx if model is None and checkpoint is None else None, checkpoint)
     if model is not None and cfg is None:
         cfg = model.config
-    cache = ArtifactCache(cache_dir)
+    cache = ArtifactCache(cache_dir, log=log)  # a logger's .warning gets the cache fallback note
     reason = f"requested {kind}"
     if kind == "auto":
         from ckd_ros.runtime.gpu import probe_gpu

@@ -10,8 +10,9 @@ import json
 import pathlib
 from typing import Optional, Tuple
 
+from ckd_ros.fileio import atomic_write_text
 from ckd_ros.hashing import file_sha256
-from ckd_ros.runtime.cache import ArtifactCache, as_log, atomic_path, key_digest
+from ckd_ros.runtime.cache import ArtifactCache, as_log, check_artifact, key_digest
 
 
 def model_sha256(model) -> str:
@@ -40,10 +41,14 @@ def ensure_onnx(cache: ArtifactCache, *, checkpoint=None, model=None, config=Non
            "opset": int(opset), "format": export.FORMAT}
     path = cache.path("onnx", f"{stem}-{source_sha[:12]}-{key_digest(key)[:8]}-op{opset}.onnx")
     produced = {}
+    if model is None and not check_artifact(path, key)[0]:
+        from ckd_ros.model import load_checkpoint
+
+        model = load_checkpoint(checkpoint, config)  # a bad checkpoint fails before "building ..." is logged
 
     def produce(tmp: pathlib.Path) -> None:
         m = model
-        if m is None:
+        if m is None:  # another process removed the cached export meanwhile
             from ckd_ros.model import load_checkpoint
 
             m = load_checkpoint(checkpoint, config)
@@ -53,13 +58,12 @@ def ensure_onnx(cache: ArtifactCache, *, checkpoint=None, model=None, config=Non
 
     path, action = cache.ensure(path, key, produce, what="ONNX export", log=log)
     if "meta" in produced:  # the export's own sidecar, so readers need not parse the big protobuf
-        with atomic_path(export.sidecar_path(path)) as tmp:
-            tmp.write_text(json.dumps(produced["meta"], indent=1, sort_keys=True))
+        atomic_write_text(export.sidecar_path(path), json.dumps(produced["meta"], indent=1, sort_keys=True))
     return path, action
 
 
 def config_from_onnx(onnx_path) -> Optional[object]:
     from ckd_ros.model import CKDConfig
-    from ckd_ros.model.export import read_metadata
+    from ckd_ros.model.onnx_meta import read_metadata
 
     return CKDConfig.from_dict(read_metadata(onnx_path)["config"])

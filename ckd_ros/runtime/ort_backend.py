@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import BackendError, CheckpointError, CKDError, unreadable_onnx
 from ckd_ros.runtime.base import INPUT_NAMES, OUTPUT_NAMES, Backend, Maps
 from ckd_ros.runtime.cache import as_log
 
@@ -55,6 +55,18 @@ def choose_providers(available: List[str], device: Optional[str], precision: str
     raise CKDError(f"unknown onnxruntime device {device!r} (auto, cpu, cuda[:N], tensorrt)")
 
 
+def session_error(onnx_path, exc: Exception) -> CKDError:
+    """The CKDError for an InferenceSession that could not be created (one line, what to do)."""
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    kind = type(exc).__name__
+    if kind == "InvalidProtobuf" or "protobuf parsing failed" in detail.lower():
+        return unreadable_onnx(onnx_path, kind)
+    if kind in ("NoSuchFile", "NotFound"):
+        return CheckpointError(f"ONNX file not found: {onnx_path}")
+    return BackendError(f"onnxruntime could not load {onnx_path} ({kind}: {detail}); re-export it with "
+                        "`ckd export` for this onnxruntime version, or try another --backend")
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -66,7 +78,7 @@ class OnnxRuntimeBackend(Backend):
         self._log = as_log(log)
         self.onnx_path = pathlib.Path(onnx_path)
         if not self.onnx_path.is_file():
-            raise CKDError(f"ONNX file not found: {self.onnx_path}")
+            raise CheckpointError(f"ONNX file not found: {self.onnx_path}")
         if gpu_ok is None:
             from ckd_ros.runtime.gpu import probe_gpu
 
@@ -86,8 +98,8 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = int(os.environ["OMP_NUM_THREADS"])
         try:
             self._session = ort.InferenceSession(str(self.onnx_path), sess_options=opts, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise CKDError(f"onnxruntime could not load {self.onnx_path.name}: {exc}") from exc
+        except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail...)
+            raise session_error(self.onnx_path, exc) from exc
         self.providers = self._session.get_providers()
         self.config, self.precision = config, precision
         self.reason = reason or why

@@ -1,7 +1,7 @@
 """Write a folder of synthetic sequences in the LasHeR layout (training data, held-out test sets).
 
-  python -m ckd_ros.synthetic.dataset OUT --sequences 120 --frames 100 --seed-base 1000
-  python -m ckd_ros.synthetic.dataset OUT --per-scenario 3 --seed-base 900000        # balanced test set
+  ckd synth OUT --sequences 120 --frames 100 --seed-base 1000     (or python -m ckd_ros.synthetic.dataset)
+  ckd synth OUT --per-scenario 3 --seed-base 900000               # balanced test set
   ... --rgb-only     # the comparison: 'infrared/' holds the RGB frame's gray image, not thermal
 
 Seeds are disjoint by construction (training uses seed_base 1000.., held-out tests 900000..), so a
@@ -19,6 +19,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ckd_ros.errors import InputError
 from ckd_ros.synthetic.scene import SCENARIOS
 from ckd_ros.synthetic.sequence import SyntheticSequence, make_sequence, write_sequence
 
@@ -65,9 +66,9 @@ def write_dataset(root, items: Iterable[Tuple[int, Optional[str]]], num_frames: 
     return names
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ckd_ros.synthetic.dataset", description=__doc__.split("\n")[0])
-    ap.add_argument("out", type=pathlib.Path)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of `ckd synth` and `python -m ckd_ros.synthetic.dataset` (defined once, here)."""
+    ap.add_argument("out", type=pathlib.Path, help="output folder (LasHeR layout + sequences.txt)")
     ap.add_argument("--sequences", type=int, default=0, help="number of sequences with seeded scenarios")
     ap.add_argument("--per-scenario", type=int, default=0, help="instead: this many sequences of each scenario")
     ap.add_argument("--scenarios", nargs="*", default=None, choices=SCENARIOS)
@@ -75,13 +76,30 @@ def main(argv=None) -> int:
     ap.add_argument("--seed-base", type=int, default=1000)
     ap.add_argument("--size", type=int, nargs=2, default=(640, 512), metavar=("W", "H"))
     ap.add_argument("--rgb-only", action="store_true", help="infrared/ = gray RGB (the RGB-only comparison)")
-    args = ap.parse_args(argv)
-    if not (args.sequences or args.per_scenario):
-        ap.error("give --sequences N or --per-scenario K")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the dataset the parsed options describe. Raises InputError on out-of-range values."""
+    if args.sequences < 0 or args.per_scenario < 0 or not (args.sequences or args.per_scenario):
+        raise InputError("give --sequences N or --per-scenario K (a positive count)")
+    if args.frames < 1 or min(args.size) < 16 or args.seed_base < 0:
+        raise InputError(f"--frames must be >= 1, --size W H >= 16 px and --seed-base >= 0 (got --frames "
+                         f"{args.frames}, --size {args.size[0]} {args.size[1]}, --seed-base {args.seed_base})")
     items = plan(args.sequences, args.per_scenario, args.seed_base, args.scenarios)
     names = write_dataset(args.out, items, args.frames, tuple(args.size), "rgb_only" if args.rgb_only else "rgbt")
     print(f"wrote {len(names)} sequences to {args.out}")
     return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ckd_ros.synthetic.dataset", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:
+        ap.error(str(exc))
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ tracker's `registration.homography` (thermal pixels -> RGB pixels) has something
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -49,3 +49,23 @@ def map_box(box: Sequence[float], mat: np.ndarray) -> np.ndarray:
     x0, y0 = out.min(axis=0)
     x1, y1 = out.max(axis=0)
     return np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
+
+
+def rig_intrinsics(width: int, height: int, thermal_to_rgb: np.ndarray,
+                   hfov_deg: float = 60.0) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(K_rgb, K_thermal) 3x3 pinhole matrices of the rig's two cameras, co-located (no baseline, no
+    rotation), so K_rgb K_thermal^-1 = `thermal_to_rgb` at any depth (H&Z sec. 13.1 with R = I, t = 0).
+
+    K_rgb: square pixels, principal point at the image centre, horizontal field of view `hfov_deg`.
+    K_thermal = H^-1 K_rgb, a camera matrix only when H is upper triangular (offsets, scales); else
+    None (the rig cannot be described by camera_info + TF).
+    """
+    f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2.0)
+    k_rgb = np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    k_tir = np.linalg.inv(np.asarray(thermal_to_rgb, np.float64)) @ k_rgb
+    k_tir = k_tir / k_tir[2, 2]
+    if abs(k_tir[1, 0]) > 1e-12 or abs(k_tir[2, 0]) > 1e-12 or abs(k_tir[2, 1]) > 1e-12 \
+            or k_tir[0, 0] <= 0 or k_tir[1, 1] <= 0:
+        return k_rgb, None
+    k_tir[1, 0] = k_tir[2, 0] = k_tir[2, 1] = 0.0
+    return k_rgb, k_tir

@@ -63,14 +63,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_track)
 
     c = subparsers.add_parser(
-        "calibrate", help="estimate the thermal -> RGB homography from point correspondences",
-        description="Reads >= 4 rows 'thermal_x thermal_y rgb_x rgb_y' (CSV/text or YAML), fits a "
-                    "homography with RANSAC, prints the reprojection error and the 9 floats for "
-                    "registration.homography.")
-    c.add_argument("points", type=pathlib.Path, metavar="POINTS_FILE")
+        "calibrate", help="thermal -> RGB homography from point pairs or from camera_info + extrinsics",
+        description="Either reads >= 4 rows 'thermal_x thermal_y rgb_x rgb_y' (CSV/text as spreadsheets save "
+                    "it, or YAML) and fits a homography with RANSAC, or computes it from two camera_info YAML "
+                    "files (camera_calibration_parsers format) and the transform thermal optical frame -> RGB "
+                    "optical frame (with a points file too: its reprojection error on them). Degenerate "
+                    "points and untrustworthy results are refused. Prints the error, the thermal coverage of "
+                    "the RGB frame and the 9 floats for registration.homography.")
+    c.add_argument("points", type=pathlib.Path, metavar="POINTS_FILE", nargs="?", default=None)
     c.add_argument("--out", type=pathlib.Path, default=None, help="also write the result as YAML")
     c.add_argument("--ransac-threshold", type=float, default=3.0, metavar="PX",
                    help="max reprojection error of an inlier (default 3 px)")
+    c.add_argument("--rgb-info", type=pathlib.Path, default=None, metavar="YAML",
+                   help="RGB camera_info YAML (image_width, camera_matrix, distortion_model, ...)")
+    c.add_argument("--thermal-info", type=pathlib.Path, default=None, metavar="YAML", help="thermal camera_info YAML")
+    c.add_argument("--extrinsic", nargs="+", default=None, metavar="V",
+                   help="thermal optical frame -> RGB optical frame: 'x y z qx qy qz qw' (what "
+                        "`ros2 run tf2_ros tf2_echo <rgb_optical> <thermal_optical>` prints) or 16 numbers (4x4)")
+    c.add_argument("--depth", type=float, default=0.0, metavar="M",
+                   help="distance of the registered plane from the thermal camera (m); 0 = infinity")
+    c.add_argument("--thermal-size", default=None, metavar="WxH", help="thermal image size (for the coverage)")
+    c.add_argument("--rgb-size", default=None, metavar="WxH", help="RGB image size (for the coverage)")
     c.set_defaults(func=run_calibrate)
 
 
@@ -174,6 +187,24 @@ def _write_results(path: pathlib.Path, boxes: List[np.ndarray], as_int: bool) ->
                 fh.write(" ".join(f"{v:.4f}" for v in b) + "\n")
 
 
+def _coverage_summary(registration, rgb_src, tir_src, box) -> dict:
+    """Thermal coverage of the RGB frame and of the initial box (`registration.thermal_overlap`); warns
+    on stderr below `registration.MIN_COVERAGE`."""
+    from ckd_ros.tracking.registration import thermal_overlap
+
+    if registration.is_identity:
+        return {}
+    first = [next(iter(src), None) for src in (rgb_src, tir_src)]  # one frame each, read again later
+    if first[0] is None or first[1] is None:
+        return {}
+    (rh, rw), (th, tw) = first[0].shape[:2], first[1].shape[:2]
+    overlap = thermal_overlap(registration, (tw, th), (rw, rh), box)
+    warning = overlap.warning()
+    if warning:
+        print(f"ckd track: warning: {warning}", file=sys.stderr)
+    return overlap.as_dict()
+
+
 # ---- commands --------------------------------------------------------------------------------
 def run_track(args) -> int:
     from tqdm import tqdm
@@ -187,6 +218,7 @@ def run_track(args) -> int:
         print(f"ckd track: warning: {len(rgb_src)} RGB but {len(tir_src)} thermal frames; "
               "pairing by index up to the shorter one", file=sys.stderr)
     registration = load_homography(args.homography) if args.homography else Registration.identity()
+    coverage = _coverage_summary(registration, rgb_src, tir_src, box)  # warns before the run
     try:
         params = TrackerParams(lost_threshold=args.lost_threshold, lost_frames=args.lost_frames)
         params.validate()
@@ -246,6 +278,7 @@ def run_track(args) -> int:
             summary[f"{stage}_ms"] = round(float(np.mean(vals)), 3)
     if args.video:
         summary["video"] = str(args.video)
+    summary.update(coverage)
     if nonfinite_frames:
         print(f"ckd track: warning: {nonfinite_frames} thermal frames had NaN/inf pixels "
               "(shown as the cold end)", file=sys.stderr)
@@ -253,18 +286,38 @@ def run_track(args) -> int:
     return 0
 
 
-def run_calibrate(args) -> int:
-    from ckd_ros.tracking.calibration import calibrate, load_correspondences
+def _size(text, flag: str):
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX, ]\s*(\d+)\s*", text)
+    if m is None or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise CKDError(f"{flag} {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 640x512")
+    return int(m.group(1)), int(m.group(2))
 
-    result = calibrate(load_correspondences(args.points), args.ransac_threshold)
+
+def run_calibrate(args) -> int:
+    from ckd_ros.tracking.calibration import calibrate, calibrate_from_camera_info, load_correspondences
+
+    infos = (args.rgb_info, args.thermal_info, args.extrinsic)
+    if any(v is not None for v in infos) and not all(v is not None for v in infos):
+        raise CKDError("camera_info mode needs all of --rgb-info, --thermal-info and --extrinsic")
+    if args.points is None and args.rgb_info is None:
+        raise CKDError("give a POINTS_FILE, or --rgb-info --thermal-info --extrinsic (camera_info mode)")
+    points = load_correspondences(args.points) if args.points is not None else None
+    if args.rgb_info is not None:
+        result = calibrate_from_camera_info(args.rgb_info, args.thermal_info, " ".join(args.extrinsic),
+                                            args.depth or None, points)
+    else:
+        result = calibrate(points, args.ransac_threshold, _size(args.thermal_size, "--thermal-size"),
+                           _size(args.rgb_size, "--rgb-size"))
     print(result.report())
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        err_in = result.errors[result.inliers]
-        header = (f"# ckd calibrate {args.points.name}: "
-                  f"{int(result.inliers.sum())}/{len(result.errors)} inliers, "
-                  f"reprojection error mean {err_in.mean():.3f} px, max {err_in.max():.3f} px\n")
-        args.out.write_text(header + result.yaml_snippet() + "\n", encoding="utf-8")
+        header = f"# ckd calibrate: homography from {result.source}"
+        if len(result.errors):
+            err_in = result.errors[result.inliers]
+            header += (f"; {int(result.inliers.sum())}/{len(result.errors)} inliers, "
+                       f"reprojection error mean {err_in.mean():.3f} px, max {err_in.max():.3f} px")
+        args.out.write_text(header + "\n" + result.yaml_snippet() + "\n", encoding="utf-8")
         print(f"written: {args.out}")
     return 0
-

@@ -92,8 +92,3 @@ def normalize(crop: np.ndarray) -> np.ndarray:
         out[0, c] = cv2.LUT(planes[c], _LUT_ROWS[c])
     return out
 
-
-def denormalize(tensor: np.ndarray) -> np.ndarray:
-    """(1,3,S,S) float32 -> SxSx3 uint8 (for debugging and tests; inverse of `normalize`)."""
-    img = tensor[0].transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
-    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)

@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from ckd_ros.model.checkpoint import STUDENT_PREFIXES
 from ckd_ros.model.config import CKDConfig
 from ckd_ros.model.head import CenterPredictor, decode_boxes
 from ckd_ros.model.student import CKDStudent, fuse_search_features
@@ -18,7 +19,6 @@ from ckd_ros.model.vit import ViTBranch, lockstep_forward
 
 TEACHERS = ("teacher_rgb", "teacher_tir")
 STUDENTS = ("rgb_branch", "tir_branch")
-STUDENT_PREFIXES = ("rgb_branch.", "tir_branch.", "box_head.")
 
 
 class _Unmasked:
@@ -86,7 +86,7 @@ class CKDTrainingModel(nn.Module):
         select_from = [names.index(n) for n in STUDENTS] if "students" in parts else None
         result = lockstep_forward(branches, zs, xs, self.config, keep_x=keep_x, select_from=select_from,
                                   shared=self.config.mce, return_block_outputs=block_outputs)
-        feats = dict(zip(names, result[0]))
+        feats = dict(zip(names, result.features))
         out: Dict[str, object] = {}
         if "teachers" in parts:
             out["teacher_rgb"] = _with_boxes(self.box_head_v(search_map(feats["teacher_rgb"], self.config)))
@@ -95,7 +95,7 @@ class CKDTrainingModel(nn.Module):
             fused = fuse_search_features(feats["rgb_branch"], feats["tir_branch"], self.config)
             out["student"] = _with_boxes(self.box_head(fused))
         if block_outputs:
-            out["blocks"] = dict(zip(names, result[2]))
+            out["blocks"] = dict(zip(names, result.block_outputs))
         return out
 
     def student_state_dict(self) -> Dict[str, torch.Tensor]:

@@ -1,11 +1,11 @@
 """Initialising the training model (ckd-spec §3.5): single-modal OSTrack/DropTrack files, CKD files, or random.
 
-Third-party pickles go through the restricted unpickler of ckd_ros.model (no code runs while loading).
+Files are read by the model's one checkpoint reader (`ckd_ros.model.checkpoint.read_checkpoint`:
+restricted unpickler, no code runs while loading; foreign container layouts adapted there).
 """
 from __future__ import annotations
 
 import math
-import pathlib
 from typing import Dict, Iterable
 
 import torch
@@ -13,42 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ckd_ros.errors import CKDError
-from ckd_ros.model import checkpoint as model_checkpoint
-from ckd_ros.model import safe_pickle
+from ckd_ros.model.checkpoint import read_checkpoint
 from ckd_ros.model.head import CenterPredictor
 from ckd_ros.model.vit import ViTBranch
 from ckd_ros.train.model import CKDTrainingModel
 
 DEAD_KEYS = ("cls_token", "pos_embed")  # present in the layout, unused by the one-stream forward
 HEAD_CONV1 = tuple(f"conv1_{t}.0.weight" for t in ("ctr", "offset", "size"))
-
-
-def read_full_state_dict(path) -> Dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint (not only the student's): {'net': sd}, {'state_dict'|'model': sd},
-    a plain state dict, or safetensors. `module.` prefixes (DDP) are removed."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise CKDError(f"checkpoint not found: {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    if len(head) == 9 and head[8:9] == b"{":  # safetensors
-        from safetensors.torch import load_file
-        obj = load_file(str(path))
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=False,
-                             pickle_module=model_checkpoint._safe_pickle_module())
-        except safe_pickle.RefusedGlobal as exc:
-            raise CKDError(f"{path}: {exc}") from None
-        except Exception as exc:
-            raise CKDError(f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    for key in ("net", "state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CKDError(f"{path} holds no state dict (expected a dict of tensors or a dict with 'net')")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
 # ---- position embeddings ------------------------------------------------------------------------
@@ -192,7 +163,9 @@ def initialise(model: CKDTrainingModel, init: Dict, seed: int) -> str:
     if kind == "none":
         random_init_(model, seed)
         return "random initialisation (from scratch)"
-    sd = read_full_state_dict(path)
+    if not path:
+        raise CKDError(f"init.type {kind} needs init.path (the checkpoint to start from)")
+    sd = read_checkpoint(path)[0]
     if kind == "pretrained":
         init_from_single_modal(model, sd)
         return f"all branches from the single-modal tracker {path}"
