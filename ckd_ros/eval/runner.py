@@ -18,6 +18,7 @@ import numpy as np
 from ckd_ros.errors import CKDError
 from ckd_ros.fileio import atomic_path
 from ckd_ros.frames.datasets import Dataset, SequenceFrames
+from ckd_ros.frames.reader import read_pair, read_rgb
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,8 @@ class SequenceRun:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """HxWx3 uint8 RGB, read as the official code does (cv2.imread + BGR->RGB, also for thermal)."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise CKDError(f"cannot read image {path} (missing, empty or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """HxWx3 uint8 RGB of an RGB frame file (`ckd_ros.frames.reader.read_rgb`)."""
+    return read_rgb(path)
 
 
 def track_sequence(tracker, frames: SequenceFrames, init_box: np.ndarray,
@@ -72,7 +68,7 @@ def track_sequence(tracker, frames: SequenceFrames, init_box: np.ndarray,
     boxes = np.zeros((len(frames.rgb), 4))
     times = np.zeros(len(frames.rgb))
     for i, (rgb_path, tir_path) in enumerate(zip(frames.rgb, frames.tir)):
-        rgb, tir = read_image(rgb_path), read_image(tir_path)
+        rgb, tir = read_pair(rgb_path, tir_path)  # thermal: the one conversion (16-bit stays 16-bit)
         start = time.perf_counter()
         try:
             if i == 0:

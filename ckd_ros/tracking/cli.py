@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     be.add_argument("--device", default=None, help="e.g. cuda:0 or cpu")
     th = p.add_argument_group("thermal")
     th.add_argument("--thermal-norm", default="auto", choices=THERMAL_CHOICES,
-                    help="auto: 'none' for 8-bit thermal (official behaviour), 'percentile' otherwise")
+                    help="auto (the shared default of training, benchmark and node): 8-bit thermal as is "
+                         "(official behaviour), 'percentile' with the AGC floor otherwise")
     th.add_argument("--percentiles", nargs=2, type=float, default=(1.0, 99.0), metavar=("LO", "HI"))
     th.add_argument("--thermal-range", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                     help="for --thermal-norm fixed, in the input's units (raw counts, degrees)")
@@ -129,11 +130,8 @@ def load_homography(spec: str):
 def _thermal_normalizer(args, sample: np.ndarray):
     from ckd_ros.frames.thermal import ThermalNormalizer
 
-    method = args.thermal_norm
-    if method == "auto":
-        method = "none" if sample.dtype == np.uint8 else "percentile"
     try:
-        return ThermalNormalizer(method, percentiles=args.percentiles, value_range=args.thermal_range,
+        return ThermalNormalizer(args.thermal_norm, percentiles=args.percentiles, value_range=args.thermal_range,
                                  invert=args.invert)
     except ValueError as exc:
         raise CKDError(f"thermal options: {exc}") from None
