@@ -34,12 +34,13 @@ def kept_set_gate(label: str, checkpoint, cfg, work: pathlib.Path, frames: int, 
     from ckd_ros.model.export import INPUT_NAMES, debug_output_names, export_onnx
     from ckd_ros.runtime import quantize as qz
     from ckd_ros.runtime.ort_backend import OnnxRuntimeBackend
+    from ckd_ros.tracking import quantize_cli as qcli
 
     model = load_checkpoint(checkpoint, cfg)
     fp32 = work / f"{label}_debug.onnx"
     export_onnx(model, fp32, debug_outputs=True)
     backend = OnnxRuntimeBackend(fp32, config=cfg, device="cpu", gpu_ok=False)
-    samples = qz.record_synthetic(backend, frames=frames)
+    samples = qcli.record_synthetic(backend, frames=frames)
     backend.close()
     calib, held = qz.split_samples(samples)
     int8 = work / f"{label}_debug_int8.onnx"

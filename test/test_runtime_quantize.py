@@ -16,6 +16,7 @@ from ckd_ros.cli import main
 from ckd_ros.errors import CKDError, InputError
 from ckd_ros.model.export import check_graph, read_metadata, sidecar_path
 from ckd_ros.runtime import quantize as qz
+from ckd_ros.tracking import quantize_cli as qcli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO = REPO / "engines" / "demo_small.onnx"
@@ -28,7 +29,7 @@ def demo_int8(tmp_path_factory):
     out = tmp_path_factory.mktemp("quant") / "demo_int8.onnx"
     backend = open_backend("onnxruntime", onnx=DEMO, device="cpu", threads=1)
     try:
-        samples = qz.record_synthetic(backend, scenarios=("clean", "night"), frames=9, size=(320, 256))
+        samples = qcli.record_synthetic(backend, scenarios=("clean", "night"), frames=9, size=(320, 256))
     finally:
         backend.close()
     calib, held = qz.split_samples(samples)
@@ -97,7 +98,7 @@ def test_sidecar_records_method_data_exclusions_and_error(demo_int8):
 def test_int8_backend_tracks_like_fp32_on_fresh_inputs(demo_int8):
     from ckd_ros.runtime.factory import open_backend
 
-    fresh = qz.record_synthetic(open_backend("onnxruntime", onnx=DEMO, device="cpu", threads=1),
+    fresh = qcli.record_synthetic(open_backend("onnxruntime", onnx=DEMO, device="cpu", threads=1),
                                 scenarios=("occlusion",), frames=6, size=(320, 256), seed_base=4242)
     err = qz.compare_to_fp32(DEMO, demo_int8["path"], fresh, threads=1)
     assert err["samples"] == 5 and err["argmax_agreement"] == 1.0
