@@ -197,6 +197,7 @@ def quantize_onnx(fp32_path, out_path, *, method: str = "static",
     """
     import onnx
 
+    from ckd_ros.fileio import atomic_path, atomic_write_text
     from ckd_ros.model.export import METADATA_KEY, check_graph, read_metadata, sidecar_path
 
     q = _import_quantization()
@@ -265,7 +266,8 @@ def quantize_onnx(fp32_path, out_path, *, method: str = "static",
     entry = qproto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(out_meta, sort_keys=True)
     qproto.producer_name = "ckd_ros"
-    onnx.save(qproto, str(out_path))
+    with atomic_path(out_path) as tmp:  # an interrupted run never leaves a truncated INT8 file
+        onnx.save(qproto, str(tmp))
     if eval_samples:
         qmeta["error_vs_fp32"] = compare_to_fp32(fp32_path, out_path, eval_samples, threads)
         err = qmeta["error_vs_fp32"]
@@ -273,9 +275,10 @@ def quantize_onnx(fp32_path, out_path, *, method: str = "static",
              f"mean {err['score_map_mean_abs']:.3g}, size max {err['size_map_max_abs']:.3g}, offset max "
              f"{err['offset_map_max_abs']:.3g}, argmax agreement {100 * err['argmax_agreement']:.1f}%")
         entry.value = json.dumps(out_meta, sort_keys=True)
-        onnx.save(qproto, str(out_path))
+        with atomic_path(out_path) as tmp:
+            onnx.save(qproto, str(tmp))
     if write_sidecar:
-        sidecar_path(out_path).write_text(json.dumps(out_meta, indent=1, sort_keys=True))
+        atomic_write_text(sidecar_path(out_path), json.dumps(out_meta, indent=1, sort_keys=True))
     logf(f"quantized ({method}) {out_path}: {out_path.stat().st_size / 2**20:.1f} MiB "
          f"(FP32 {fp32_path.stat().st_size / 2**20:.1f} MiB) in {seconds:.1f} s")
     return out_meta
@@ -318,8 +321,10 @@ def _merge_every(n: int, k: int = 16) -> int:
 
 
 def is_int8(onnx_path) -> bool:
-    """True when `onnx_path` was written by `ckd quantize` (its metadata has a quantization block)."""
-    from ckd_ros.model.export import read_metadata
+    """True when `onnx_path` was written by `ckd quantize` (its metadata has a quantization block).
+
+    Torch-free (the node's int8 check on a robot): reads the metadata through `model.onnx_meta`."""
+    from ckd_ros.model.onnx_meta import read_metadata
 
     try:
         return bool(read_metadata(onnx_path).get("quantization"))
