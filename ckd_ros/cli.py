@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES = {
     "export": "ckd_ros.runtime.cli",
     "build-engine": "ckd_ros.runtime.cli",
     "latency": "ckd_ros.runtime.cli",
+    "quantize": "ckd_ros.tracking.quantize_cli",
     "track": "ckd_ros.tracking.cli",
     "calibrate": "ckd_ros.tracking.cli",
     "bag": "ckd_ros.tracking.cli",

@@ -97,6 +97,10 @@ CASES = {
     "train": [["--config", "MISSING"], ["--config", "EMPTY"], ["--config", "BADYAML"], ["--config", "LIST_YAML"],
               ["--config", "REPO/config/train_tiny.yaml", "optim.epochs=[1"],
               ["--config", "REPO/config/train_tiny.yaml", "--output", "UNWRITABLE/run"]],
+    "quantize": [["MISSING"], ["TRUNC_ONNX", "-o", "OUT/q1.onnx", "--method", "dynamic"],
+                 ["TEXT", "-o", "OUT/q2.onnx", "--method", "dynamic"],
+                 ["ONNX", "-o", "OUT/q3.onnx", "--calib", "sequence", "--sequence", "MISSING"],
+                 ["ONNX", "-o", "UNWRITABLE/q.onnx", "--method", "dynamic"]],
     "synth": [["OUT/s1", "--sequences", "1", "--frames", "-4"], ["OUT/s2", "--frames", "x"],
               ["UNWRITABLE/s", "--sequences", "1", "--frames", "1", "--size", "32", "32"]],
 }

@@ -24,6 +24,7 @@ import numpy as np
 from ckd_ros.errors import CKDError
 from ckd_ros.fileio import atomic_path
 from ckd_ros.frames.datasets import Dataset, SequenceFrames
+from ckd_ros.frames.reader import read_rgb, read_thermal_raw
 
 PROVENANCE = "provenance.json"
 
@@ -108,18 +109,16 @@ class SequenceRun:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
 
+def read_image(path: Path) -> np.ndarray:
+    """HxWx3 uint8 RGB of an RGB frame file (`ckd_ros.frames.reader.read_rgb`)."""
+    return read_rgb(path)
+
+
 def sequence_frames(frames: SequenceFrames):
     """(rgb, thermal as stored) pairs of a dataset sequence, read by the frame layer exactly as `ckd
-    track --sequence` reads them (RGB as 8-bit RGB, thermal unchanged: 16-bit stays 16-bit)."""
-    from ckd_ros.frames.folders import FrameSource
-
-    def source(paths: List[Path], unchanged: bool):
-        src = FrameSource(paths[0].parent, unchanged=unchanged)
-        if list(src.files) != list(paths):
-            src.files = list(paths)  # the dataset's own frame list wins (iteration reads `files`)
-        return src
-
-    return zip(source(frames.rgb, False), source(frames.tir, True))
+    track --sequence` reads them (`read_rgb`: HxWx3 uint8 RGB; `read_thermal_raw`: 16-bit stays 16-bit);
+    the thermal conversion happens in the loop."""
+    return ((read_rgb(r), read_thermal_raw(t)) for r, t in zip(frames.rgb, frames.tir))
 
 
 def track_sequence(tracker, frames: SequenceFrames, init_box: np.ndarray, thermal=None,

@@ -70,7 +70,8 @@ def register(subparsers) -> None:
                     help="ONNX Runtime intra-op threads (default: the runtime's choice)")
     th = p.add_argument_group("thermal")
     th.add_argument("--thermal-norm", default="auto", choices=THERMAL_CHOICES,
-                    help="auto: 'none' for 8-bit thermal (official behaviour), 'percentile' otherwise")
+                    help="auto (the shared default of training, benchmark and node): 8-bit thermal as is "
+                         "(official behaviour), 'percentile' with the AGC floor otherwise")
     th.add_argument("--percentiles", nargs=2, type=float, default=(1.0, 99.0), metavar=("LO", "HI"))
     th.add_argument("--thermal-range", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                     help="for --thermal-norm fixed, in the input's units (raw counts, degrees)")
@@ -284,37 +285,36 @@ def format_stamp(stamp_ns: int) -> str:
 
 
 class ThermalConverter:
-    """The offline thermal policy of `ckd track` and `ckd benchmark`: a `ThermalNormalizer` made on the
-    first frame; method 'auto' = 'none' for 8-bit thermal (the official behaviour) and 'percentile'
-    otherwise. Counts frames that held NaN/inf pixels."""
+    """The thermal conversion of `ckd track` and `ckd benchmark`: the frame layer's `ThermalNormalizer`
+    with the command's options (default 'auto', the shared default: 8-bit as is, the percentile
+    stretch otherwise), counting frames that held NaN/inf pixels and remembering what 'auto' resolved
+    to (for provenance). Bad options raise `ParameterError`."""
 
     def __init__(self, method: str = "auto", percentiles=(1.0, 99.0), value_range=None, invert: bool = False):
-        self.method, self.percentiles, self.value_range, self.invert = method, percentiles, value_range, invert
-        self.normalizer = None
+        from ckd_ros.frames.thermal import ThermalNormalizer
+
+        try:
+            self.normalizer = ThermalNormalizer(method, percentiles=percentiles, value_range=value_range,
+                                                invert=invert)
+        except ValueError as exc:
+            raise ParameterError(f"thermal options: {exc}") from None
+        self.resolved: Optional[str] = None
         self.nonfinite_frames = 0
 
     def __call__(self, tir: np.ndarray) -> np.ndarray:
-        if self.normalizer is None:
-            from ckd_ros.frames.thermal import ThermalNormalizer
-
-            method = self.method
-            if method == "auto":
-                method = "none" if np.asarray(tir).dtype == np.uint8 else "percentile"
-            try:
-                self.normalizer = ThermalNormalizer(method, percentiles=self.percentiles,
-                                                    value_range=self.value_range, invert=self.invert)
-            except ValueError as exc:
-                raise ParameterError(f"thermal options: {exc}") from None
-        out = self.normalizer(tir)
-        self.nonfinite_frames += self.normalizer.last_nonfinite > 0
+        n = self.normalizer
+        if self.resolved is None:
+            self.resolved = n.resolved_method(np.asarray(tir))
+        out = n(tir)
+        self.nonfinite_frames += n.last_nonfinite > 0
         return out
 
     def describe(self) -> Dict[str, object]:
-        """For provenance: the options, and the method 'auto' resolved to (once a frame was seen)."""
+        """For provenance: the settings, and the method 'auto' resolved to (once a frame was seen)."""
         n = self.normalizer
-        return {"method": self.method, "resolved": None if n is None else n.method,
-                "percentiles": list(self.percentiles), "value_range": None if self.value_range is None
-                else list(self.value_range), "invert": bool(self.invert)}
+        return {"method": n.method, "resolved": self.resolved, "percentiles": list(n.percentiles),
+                "value_range": None if n.value_range is None else list(n.value_range), "invert": bool(n.invert),
+                "min_span": getattr(n, "min_span", None)}
 
 
 def result_lines(results: Sequence, as_int: bool, stamped: bool) -> List[str]:

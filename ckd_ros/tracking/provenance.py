@@ -7,14 +7,13 @@ and the run's `status`: `running`, `partial` (interrupted: the finished frames/s
 `complete`. `differences()` compares the parts that decide the boxes (the `IDENTITY` keys; file paths
 and dates are not compared), so a resumed benchmark can refuse to mix two models' results.
 
-Files are written atomically (temporary file + rename, permissions from the umask).
+Files are written atomically (`ckd_ros.fileio`: temporary file + rename, permissions from the umask).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import json
-import os
 import pathlib
 from typing import Any, Dict, List, Optional
 
@@ -97,18 +96,14 @@ def _short(value: Any) -> str:
 
 
 def write_atomic(path: pathlib.Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same folder and a rename: readers see the old
-    or the new file, never half of one. Permissions follow the umask (like any result file)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """`ckd_ros.fileio.atomic_write_text` (readers see the old or the new file; umask permissions),
+    with a file-system error as one CKDError line."""
+    from ckd_ros.fileio import atomic_write_text
+
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise CKDError(f"cannot write {path}: {exc.strerror or exc}; check the path and its permissions") from None
 
 
 def write_provenance(path: pathlib.Path, record: Dict[str, Any]) -> None:
