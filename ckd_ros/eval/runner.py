@@ -169,7 +169,10 @@ def _spec_provenance(spec, tracker=None) -> Dict:
         return make(tracker)
     from ckd_ros.tracking.provenance import make_provenance
 
-    return make_provenance({"in_memory": repr(spec)}, "custom", "", {}, {})
+    name = repr(spec)
+    if " at 0x" in name:  # a repr with an address differs every run: name the type only
+        name = type(spec).__name__
+    return make_provenance({"in_memory": name}, "custom", "", {}, {})
 
 
 def _check_resume(results_dir: Path, names: Sequence[str], record: Dict, overwrite: bool,

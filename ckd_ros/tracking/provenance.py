@@ -38,8 +38,9 @@ def model_record(checkpoint=None, onnx=None, preset: Optional[str] = None, in_me
             record[label] = str(path)
             try:
                 record[f"{label}_sha256"] = file_sha256(path)
-            except OSError as exc:
-                raise CKDError(f"cannot read {label} {path} to record its sha256: {exc.strerror or exc}") from None
+            except OSError as exc:  # recorded as unknown: such a record never matches a hashed one
+                record[f"{label}_sha256"] = None
+                record[f"{label}_error"] = str(exc.strerror or exc)
     if in_memory is not None:
         record["in_memory"] = in_memory
     return record
