@@ -35,8 +35,11 @@ class FrameError(InputError):
     stage = "conversion"
 
 
-class BoxError(InputError):
-    """A target box that is not finite, not positive, outside the frame or absurdly large."""
+class BoxError(InputError, ValueError):
+    """A target box that is not finite, not positive, outside the frame or absurdly large.
+
+    Also a `ValueError`, so callers that caught the tracker's older ValueError keep working.
+    """
 
     stage = "target"
 

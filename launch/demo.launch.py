@@ -33,9 +33,12 @@ ARGS = {  # name: (default, description)
                      "camera_motion, mixed); empty: from config/demo.yaml"),
     "seed": ("", "scene seed; empty: from config/demo.yaml"),
     "rate_hz": ("", "camera rate; empty: from config/demo.yaml"),
-    "onnx": ("", "ONNX model; empty: engines/demo_small.onnx"),
+    "onnx": ("", "ONNX model; empty: engines/demo_small_int8.onnx (INT8, same accuracy; docs/deployment.md), "
+                 "else engines/demo_small.onnx"),
     "checkpoint": ("", "converted checkpoint instead of the ONNX (e.g. with backend:=torch)"),
     "backend": ("onnxruntime", "tracker backend (onnxruntime | torch | auto | tensorrt)"),
+    "threads": ("1", "CPU threads of the tracker's network (OMP_NUM_THREADS): 1 leaves the second core to "
+                     "the camera, the node's I/O and the monitor; empty: all cores"),
     "params_file": ("", "parameter file for all demo nodes; empty: config/demo.yaml"),
     "out_dir": ("out", "where demo.mp4 and demo_summary.json go"),
     "video": ("true", "write the overlay video"),
@@ -54,6 +57,12 @@ def _package_root() -> pathlib.Path:
     return pathlib.Path(get_package_share_directory("ckd_ros"))
 
 
+def _default_model(root: pathlib.Path) -> pathlib.Path:
+    """The INT8 demo model when it ships (measured to keep the FP32 accuracy), else the FP32 one."""
+    int8 = root / "engines" / "demo_small_int8.onnx"
+    return int8 if int8.is_file() else root / "engines" / "demo_small.onnx"
+
+
 def _yaml_params(path: pathlib.Path, node: str) -> dict:
     import yaml  # noqa: PLC0415
 
@@ -69,11 +78,11 @@ def _ros_value(value) -> str:
     return str(value)
 
 
-def _node(module: str, params_file: pathlib.Path, overrides: dict, name: str) -> ExecuteProcess:
+def _node(module: str, params_file: pathlib.Path, overrides: dict, name: str, env=None) -> ExecuteProcess:
     cmd = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
     for key, value in overrides.items():
         cmd += ["-p", f"{key}:={_ros_value(value)}"]
-    return ExecuteProcess(cmd=cmd, name=name, output="screen", emulate_tty=False)
+    return ExecuteProcess(cmd=cmd, name=name, output="screen", emulate_tty=False, additional_env=env)
 
 
 def _demo(context, *args, **kwargs):
@@ -100,17 +109,20 @@ def _demo(context, *args, **kwargs):
         tracker["model.checkpoint"] = str(pathlib.Path(a["checkpoint"]).resolve())
         tracker["model.onnx"] = str(pathlib.Path(a["onnx"]).resolve()) if a["onnx"] else ""
     else:
-        onnx = pathlib.Path(a["onnx"]) if a["onnx"] else root / "engines" / "demo_small.onnx"
+        onnx = pathlib.Path(a["onnx"]) if a["onnx"] else _default_model(root)
         if not onnx.is_file():
             return [LogInfo(msg=f"demo: model {onnx} not found (run `make demo-model` or pass onnx:=PATH)"),
                     EmitEvent(event=Shutdown(reason="no demo model"))]
         tracker["model.onnx"] = str(onnx.resolve())
+        if not a["onnx"] and onnx.name.endswith("_int8.onnx"):
+            tracker["precision"] = "int8"  # the shipped INT8 demo model (node checks it is a QDQ file)
     monitor = {"duration_s": float(a["duration"]), "out_dir": str(pathlib.Path(a["out_dir"]).resolve()),
                "video": a["video"].lower() in TRUE, "check": a["check"].lower() in TRUE,
                "thermal.homography": homography}
 
     camera = _node("ckd_ros.demo.camera", params_file, cam, "synthetic_camera")
-    track = _node("ckd_ros.node.tracker_node", params_file, tracker, "ckd_tracker")
+    threads = {"OMP_NUM_THREADS": a["threads"]} if a["threads"] else None
+    track = _node("ckd_ros.node.tracker_node", params_file, tracker, "ckd_tracker", threads)
     mon = _node("ckd_ros.demo.monitor", params_file, monitor, "demo_monitor")
     actions = [camera, track, mon,
                RegisterEventHandler(OnProcessExit(target_action=mon, on_exit=[

@@ -6,7 +6,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-bash scripts/setup_env.sh
+# CKD_DEMO_SKIP_SETUP=1: the caller has set up .venv already (benchmarks/demo_repeat.py)
+if [ -z "${CKD_DEMO_SKIP_SETUP:-}" ]; then
+  bash scripts/setup_env.sh
+fi
 # shellcheck disable=SC1091
 . scripts/ros_env.sh
 if ! .venv/bin/python -c 'import rclpy' 2>/dev/null; then

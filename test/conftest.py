@@ -28,6 +28,16 @@ def shared_path(*parts: str) -> pathlib.Path:
     return path
 
 
+def require_module(name: str, install: str) -> None:
+    """Skip when an optional dependency is missing; fail in CI's dev venv (it has torch: requirements/dev.txt
+    installs everything), skip in the robot venvs (requirements/robot.txt, no torch, no optional extras)."""
+    if importlib.util.find_spec(name) is None:
+        msg = f"{name} not installed ({install})"
+        if IN_CI and importlib.util.find_spec("torch") is not None:
+            pytest.fail(msg)
+        pytest.skip(msg, allow_module_level=True)
+
+
 # Test modules that import torch (or ckd_ros.model / ckd_ros.train) at import time. Where torch is not
 # installed (the robot-Python CI jobs: requirements/robot.txt, no torch) they are not collected;
 # single torch tests in other modules carry the `torch` marker (deselected there with -m "not torch").

@@ -55,7 +55,7 @@ def test_cache_artifacts_and_sidecars_are_readable_by_others(tmp_path, umask):
     cache = ArtifactCache(tmp_path / "c")
     path, action = cache.ensure(cache.path("onnx", "m.onnx"), {"k": 1}, lambda tmp: tmp.write_bytes(b"onnx"))
     assert action.startswith("built")
-    for p in (path, cache_mod.sidecar_path(path)):
+    for p in (path, cache_mod.key_path(path)):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
 
 

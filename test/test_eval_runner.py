@@ -13,7 +13,7 @@ import pytest
 from ckd_ros.cli import main
 from ckd_ros.errors import CKDError
 from ckd_ros.eval import evaluate, open_dataset
-from ckd_ros.eval.runner import TrackerSpec, read_image, run_benchmark
+from ckd_ros.eval.runner import TrackerSpec, run_benchmark, sequence_frames
 
 BOX = [30.0, 22.0, 20.0, 20.0]  # x y w h; 20x20 keeps the static backend's box exact (crop 80 px)
 HAS_TRACKING = importlib.util.find_spec("ckd_ros.tracking") is not None
@@ -60,13 +60,13 @@ class DriftSpec:
         return DriftTracker()
 
 
-def test_read_image_is_rgb(tmp_path):
-    img = np.zeros((4, 5, 3), np.uint8)
-    img[..., 2] = 255  # red in BGR
-    cv2.imwrite(str(tmp_path / "a.png"), img)
-    assert read_image(tmp_path / "a.png")[0, 0].tolist() == [255, 0, 0]
-    with pytest.raises(CKDError, match="cannot read image"):
-        read_image(tmp_path / "missing.png")
+def test_sequence_frames_are_rgb_and_thermal_as_stored(tmp_path):
+    ds = open_dataset("rgbt234", make_rgbt234(tmp_path / "ds", frames=(2,)))
+    cv2.imwrite(str(tmp_path / "ds" / "seq0" / "infrared" / "i0001.png"), np.full((64, 96), 7000, np.uint16))
+    (rgb0, tir0), (rgb1, tir1) = list(sequence_frames(ds.frames("seq0")))
+    assert rgb0[0, 0].tolist() == [0, 0, 200] and rgb0.shape == (64, 96, 3)  # BGR file -> RGB order
+    assert tir0.dtype == np.uint8 and tir0.shape == (64, 96)  # 1-channel file stays 1 channel
+    assert tir1.dtype == np.uint16 and int(tir1[0, 0]) == 7000  # 16-bit thermal is not flattened
 
 
 def test_result_files_resume_and_metrics(tmp_path):

@@ -93,7 +93,7 @@ def session():
 def _bad_rgb_encoding(s):
     rgb, tir = s.frames()
     msg = array_to_image_msg(rgb, "rgb8")
-    msg.encoding = "bayer_rggb8"
+    msg.encoding = "nv21"  # planar YUV: refused (bayer_* and 16-bit colour are accepted)
     return dict(rgb_msg=msg, tir=tir)
 
 
@@ -118,7 +118,7 @@ def _size_mismatch(s):
 
 
 CASES = [  # (reporter key, bad pair, log text, stage counted in dropped.<stage> and errors.<stage>)
-    ("encoding", _bad_rgb_encoding, "unsupported encoding 'bayer_rggb8'", "conversion"),
+    ("encoding", _bad_rgb_encoding, "unsupported encoding 'nv21'", "conversion"),
     ("short_data", _short_data, "expected step*height", "conversion"),
     ("zero_size", _zero_size, "zero-size image", "conversion"),
     ("size_mismatch", _size_mismatch, "registration.homography is the identity", "registration"),

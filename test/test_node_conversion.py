@@ -99,7 +99,7 @@ def test_nan_thermal_passes_through_unchanged():
 
 
 @pytest.mark.parametrize("mutate,key,text", [
-    (lambda m: setattr(m, "encoding", "bayer_rggb8"), "encoding", "unsupported encoding 'bayer_rggb8'"),
+    (lambda m: setattr(m, "encoding", "nv21"), "encoding", "unsupported encoding 'nv21'"),
     (lambda m: setattr(m, "data", m.data[:-1]), "short_data", "expected step*height"),
     (lambda m: setattr(m, "step", 3), "step", "smaller than width*bytes_per_pixel"),
     (lambda m: setattr(m, "height", 0), "zero_size", "zero-size"),
@@ -113,9 +113,9 @@ def test_malformed_messages_raise_with_reason(mutate, key, text):
     assert err.value.key == key and text in str(err.value)
 
 
-def test_thermal_encoding_on_rgb_stream_rejected():
-    with pytest.raises(ImageConversionError, match="unsupported encoding 'mono16'"):
-        decode_rgb(raw_msg(sample("mono16"), "mono16"), NumpyImageConverter())
+def test_temperature_encoding_on_rgb_stream_rejected():
+    with pytest.raises(ImageConversionError, match="32FC1 .* has no colour meaning"):
+        decode_rgb(raw_msg(sample("32FC1"), "32FC1"), NumpyImageConverter())
 
 
 def test_odd_width_yuv_rejected():

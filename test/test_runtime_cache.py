@@ -11,7 +11,7 @@ import pytest
 
 from ckd_ros.errors import CKDError
 from ckd_ros.runtime import cache as cache_mod
-from ckd_ros.runtime.cache import ArtifactCache, check_artifact, sidecar_path
+from ckd_ros.runtime.cache import ArtifactCache, check_artifact, key_path
 from ckd_ros.runtime.engine_cache import EngineKey, ensure_engine, load_engine, make_engine_key
 from ckd_ros.runtime.gpu import GpuInfo
 
@@ -80,7 +80,7 @@ def test_build_then_cached(tmp_path, onnx_file):
     path, action = ensure_engine(onnx_file, key_for(), build, cache, log=logs.append)
     assert action == "built: not cached yet" and build.calls == 1
     assert path.read_bytes() == b"ENGINE#1"
-    meta = json.loads(sidecar_path(path).read_text())
+    meta = json.loads(key_path(path).read_text())
     assert meta["key"] == key_for().as_dict() and meta["size"] == len(b"ENGINE#1")
     path2, action2 = ensure_engine(onnx_file, key_for(), build, cache, log=logs.append)
     assert (path2, action2, build.calls) == (path, "cached", 1)
@@ -96,14 +96,14 @@ def test_stale_engine_is_rebuilt_with_one_line_saying_why(tmp_path, onnx_file):
     assert path2 == path and build.calls == 2 and action.startswith("built: stale")
     why = [m for m in logs if m.startswith("building")]
     assert len(why) == 1 and "trt_version '10.3.0' -> '10.4.0'" in why[0]
-    assert json.loads(sidecar_path(path).read_text())["key"]["trt_version"] == "10.4.0"
+    assert json.loads(key_path(path).read_text())["key"]["trt_version"] == "10.4.0"
 
 
 @pytest.mark.parametrize("damage, reason", [
     (lambda p: p.write_bytes(b"ENGINF#1"), "sha256"),           # same size, flipped byte
     (lambda p: p.write_bytes(b"ENG"), "size"),                   # truncated copy
-    (lambda p: sidecar_path(p).unlink(), "no metadata sidecar"),  # engine dropped in from elsewhere
-    (lambda p: sidecar_path(p).write_text("{not json"), "unreadable"),
+    (lambda p: key_path(p).unlink(), "no metadata sidecar"),  # engine dropped in from elsewhere
+    (lambda p: key_path(p).write_text("{not json"), "unreadable"),
     (lambda p: p.unlink(), "not cached"),
 ])
 def test_corrupt_or_foreign_engine_is_rebuilt(tmp_path, onnx_file, damage, reason):

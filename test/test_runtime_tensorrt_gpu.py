@@ -11,7 +11,7 @@ import pytest
 
 from ckd_ros.model import CKDConfig
 from ckd_ros.runtime import open_backend
-from ckd_ros.runtime.cache import sidecar_path
+from ckd_ros.runtime.cache import key_path
 from conftest import shared_path
 
 pytestmark = pytest.mark.gpu
@@ -103,7 +103,7 @@ def test_cached_engine_reused_and_corrupt_one_rebuilt(parity):
                            log=logs.append)
     try:
         assert sum(m.startswith("building TensorRT engine") and "corrupt" in m for m in logs) == 1
-        assert sidecar_path(path).is_file()
+        assert key_path(path).is_file()
         frame = _frames(parity["io"])[0]
         np.testing.assert_allclose(rebuilt.infer(*frame)["score_map"], parity["ort"].infer(*frame)["score_map"],
                                    atol=2e-3)

@@ -17,7 +17,9 @@ def _domain() -> int:
     return int(os.environ.get("CKD_TEST_DOMAIN_ID") or 1 + (os.getpid() + 37) % 100)
 
 
-def test_camera_publishes_images_and_ground_truth():
+@pytest.mark.parametrize("cache_frames", [0, 5])
+def test_camera_publishes_images_and_ground_truth(cache_frames):
+    """Live rendering and the pre-rendered back-and-forth playback publish the same scene frames."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -36,7 +38,7 @@ def test_camera_publishes_images_and_ground_truth():
         params = [Parameter("seed", value=4), Parameter("width", value=160), Parameter("height", value=128),
                   Parameter("scenario", value="mixed"), Parameter("period", value=50),
                   Parameter("rate_hz", value=50.0), Parameter("num_frames", value=12),
-                  Parameter("thermal.offset", value=[5.0, -3.0])]
+                  Parameter("thermal.offset", value=[5.0, -3.0]), Parameter("cache_frames", value=cache_frames)]
         cam = SyntheticCamera(context=ctx, parameter_overrides=params)
         probe = Node("probe", context=ctx)
         got = {"rgb": [], "tir": [], "gt": []}
@@ -53,6 +55,8 @@ def test_camera_publishes_images_and_ground_truth():
         for _ in range(10):
             ex.spin_once(timeout_sec=0.05)
         assert len(got["rgb"]) == 12  # num_frames stops the stream
+        shown = [int(m.detections[0].id) for m in got["gt"]]
+        assert shown == (list(range(12)) if cache_frames == 0 else [0, 1, 2, 3, 4, 3, 2, 1, 0, 1, 2, 3])
 
         scene = SyntheticScene(4, (160, 128), scenario="mixed", period=50)
         h = rig_homography((5.0, -3.0))

@@ -9,10 +9,15 @@ accordingly. With `camera_info` (default) it also publishes `rgb/camera_info`, `
 (pinhole, `hfov_deg`) and the static TF `rgb_camera` -> `thermal_camera` whose homography is exactly
 that offset (the tracker's `registration.mode: camera_info` recovers it).
 Frame t of the stream is frame t of `SyntheticScene(seed, size, scenario, period)`.
+
+`cache_frames: N > 0` makes the camera cheap (the demo's setting): N frames are rendered, warped and
+converted to messages once at start-up, then played back and forth (0..N-1, N-2..1, ...), so motion
+stays continuous and publishing a frame costs only its serialisation. 0 renders every frame live.
 """
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -36,6 +41,7 @@ PARAMS = {
     "rate_hz": 15.0,
     "start_frame": 0,
     "num_frames": 0,  # > 0: stop publishing after this many frames (tests); 0 = forever
+    "cache_frames": 0,  # > 0: pre-render this many frames and play them back and forth (cheap); 0 = live
     "rgb_frame_id": "rgb_camera",
     "thermal_frame_id": "thermal_camera",
     "thermal.offset": [0.0, 0.0],  # thermal pixel = RGB pixel + offset
@@ -70,6 +76,16 @@ class SyntheticCamera(Node):
         self.rgb_pub = self.create_publisher(Image, "rgb/image", qos)
         self.tir_pub = self.create_publisher(Image, "thermal/image", qos)
         self.gt_pub = self.create_publisher(Detection2DArray, "~/ground_truth", 10)
+        self.cache_frames = int(p["cache_frames"])
+        if self.cache_frames < 0:
+            raise ValueError(f"cache_frames must be >= 0, got {self.cache_frames}")
+        self.start_frame = int(p["start_frame"])
+        self._cache = []
+        if self.cache_frames:
+            t0 = time.perf_counter()
+            self._cache = [self._render(self.start_frame + k) for k in range(self.cache_frames)]
+            self.get_logger().info(f"pre-rendered {self.cache_frames} frames in {time.perf_counter() - t0:.1f} s "
+                                   "(played back and forth)")
         self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.camera_infos = self._start_calibration(p) if p["camera_info"] else None
         rig = "aligned" if is_identity(self.thermal_to_rgb) else \
@@ -78,6 +94,24 @@ class SyntheticCamera(Node):
             f"synthetic RGB-T camera: seed {p['seed']}, scenario '{self.scene.scenario}' "
             f"({', '.join(sorted(self.scene.effects)) or 'no effects'}), {self.scene.width}x{self.scene.height} "
             f"at {p['rate_hz']:g} Hz, {rig}")
+
+    def _render(self, t: int):
+        """(rgb msg, thermal msg, box) of scene frame t (headers filled in at publishing time)."""
+        rgb, tir, box = self.scene.frame(t)
+        tir = thermal_view(tir, self.thermal_to_rgb)
+        rgb_msg = array_to_image_msg(rgb, "rgb8", frame_id=self.rgb_frame_id)
+        tir_msg = array_to_image_msg(tir, "mono16", frame_id=self.thermal_frame_id)
+        return rgb_msg, tir_msg, box
+
+    def scene_frame(self, tick: int) -> int:
+        """Scene frame shown at tick `tick` (0, 1, ...): the tick itself when live, else ping-pong."""
+        n = self.cache_frames
+        if n == 0:
+            return self.start_frame + tick
+        if n == 1:
+            return self.start_frame
+        i = tick % (2 * n - 2)
+        return self.start_frame + (i if i < n else 2 * n - 2 - i)
 
     def _start_calibration(self, p):
         """camera_info of both cameras (co-located pinholes, synthetic.rig.rig_intrinsics) and the static
@@ -114,16 +148,17 @@ class SyntheticCamera(Node):
     def _tick(self) -> None:
         if self.remaining == 0:
             return
-        rgb, tir, box = self.scene.frame(self.t)
-        tir = thermal_view(tir, self.thermal_to_rgb)
+        frame = self.scene_frame(self.t - self.start_frame)
+        if self._cache:
+            rgb_msg, tir_msg, box = self._cache[frame - self.start_frame]
+        else:
+            rgb_msg, tir_msg, box = self._render(frame)
         stamp = self.get_clock().now().to_msg()
-        rgb_msg = array_to_image_msg(rgb, "rgb8")
-        rgb_msg.header.stamp, rgb_msg.header.frame_id = stamp, self.rgb_frame_id
-        tir_msg = array_to_image_msg(tir, "mono16")
-        tir_msg.header.stamp, tir_msg.header.frame_id = stamp, self.thermal_frame_id
+        rgb_msg.header.stamp = stamp
+        tir_msg.header.stamp = stamp
         self.rgb_pub.publish(rgb_msg)
         self.tir_pub.publish(tir_msg)
-        self.gt_pub.publish(build_detections(rgb_msg.header, box, 1.0, self.label, str(self.t)))
+        self.gt_pub.publish(build_detections(rgb_msg.header, box, 1.0, self.label, str(frame)))
         if self.camera_infos is not None:
             for pub, info in self.camera_infos:
                 info.header.stamp = stamp

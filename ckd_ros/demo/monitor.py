@@ -3,7 +3,11 @@
 1. waits for the tracker's `~/set_target` service and the camera's first ground-truth box;
 2. calls set_target with that box and the frame's stamp (the node initialises on that exact pair);
 3. for `duration_s` matches `~/detections` to `synthetic_camera/ground_truth` by stamp: fps,
-   stamp-to-receipt latency, IoU; writes an overlay video and a JSON summary; prints the result.
+   stamp-to-receipt latency, IoU; prints the result and writes a JSON summary and an overlay video.
+
+The video is off the hot path: while the tracker runs the monitor only keeps half-size copies of the
+raw frames (no thermal stretch, no drawing, no encoding); the panels are drawn and encoded after the
+scored window, so the monitor does not compete with the tracker for the CPU (issue 14).
 
 Exit code: 0 when the demo ran (even if below the acceptance thresholds, which it reports), 1 when
 it could not run (no tracker, set_target refused, no results); with `check:=true` also 1 when the
@@ -15,7 +19,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -41,12 +45,13 @@ PARAMS = {
     "startup_timeout_s": 120.0,
     "out_dir": "out",
     "video": True,
+    "video_max_frames": 1200,  # half-size frames kept for the video (~0.4 MB each); later ones are not filmed
     "check": False,
     "min_fps": 15.0,
     "min_frac_iou": 0.8,
     "thermal.homography": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],  # thermal -> RGB (for the overlay)
 }
-FRAME_BUFFER = 60  # frames kept until their tracker result arrives (3 s at 20 Hz)
+VIDEO_SCALE = 0.5  # frames are kept (and filmed) at half size
 
 
 def _ns(stamp) -> int:
@@ -64,11 +69,10 @@ class DemoMonitor(Node):
         self.score = DemoScore()
         self.first_gt: Optional[Tuple[object, np.ndarray]] = None
         self.window: Optional[Tuple[int, float]] = None  # (first scored stamp ns, wall start)
-        self.frames: Dict[int, Tuple[np.ndarray, Optional[np.ndarray]]] = {}
+        self.frames: Dict[int, List[Optional[np.ndarray]]] = {}  # stamp -> [rgb, thermal16] at half size
         self.diag: Dict[str, str] = {}
         self.thermal_from_rgb = np.linalg.inv(rig_homography(homography=self.p["thermal.homography"]))
-        self.normalizer = ThermalNormalizer("percentile")
-        self.writer = None
+        self.video_path: Optional[pathlib.Path] = None
         self.create_subscription(Detection2DArray, self.p["ground_truth"], self._on_gt, reliable)
         self.create_subscription(Detection2DArray, f"{tracker}/detections", self._on_result, reliable)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -77,7 +81,6 @@ class DemoMonitor(Node):
             self.create_subscription(Image, "rgb/image", self._on_rgb, img_qos)
             self.create_subscription(Image, "thermal/image", self._on_thermal, img_qos)
         self.client = self.create_client(SetCameraInfo, f"{tracker}/set_target")
-        self.pending_thermal: Dict[int, np.ndarray] = {}
 
     # ---- callbacks ---------------------------------------------------------------------------------
     def _on_gt(self, msg: Detection2DArray) -> None:
@@ -97,59 +100,63 @@ class DemoMonitor(Node):
         now_ns = self.get_clock().now().nanoseconds
         box = detection_box(msg.detections[0]) if msg.detections else None
         self.score.add_result(stamp, box, now_ns / 1e9, (now_ns - stamp) / 1e6)
-        self._write_until(stamp)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if "tracker" in status.name:
                 self.diag = {kv.key: kv.value for kv in status.values}
 
-    def _on_rgb(self, msg: Image) -> None:
+    def _keep(self, msg: Image, slot: int) -> None:
+        """Keep a half-size copy of the frame for the video (cheap; drawing waits for the end)."""
         stamp = _ns(msg.header.stamp)
         if self.window is None or stamp < self.window[0]:
             return
-        self.frames[stamp] = (numpy_image_to_array(msg), self.pending_thermal.pop(stamp, None))
-        if len(self.frames) > FRAME_BUFFER:
-            self._write_until(min(self.frames))
+        if stamp not in self.frames:
+            if len(self.frames) >= int(self.p["video_max_frames"]):
+                return
+            self.frames[stamp] = [None, None]
+        img = numpy_image_to_array(msg)
+        self.frames[stamp][slot] = cv2.resize(img, None, fx=VIDEO_SCALE, fy=VIDEO_SCALE,
+                                              interpolation=cv2.INTER_AREA)
+
+    def _on_rgb(self, msg: Image) -> None:
+        self._keep(msg, 0)
 
     def _on_thermal(self, msg: Image) -> None:
-        stamp = _ns(msg.header.stamp)
-        if self.window is None or stamp < self.window[0]:
-            return
-        tir = self.normalizer(numpy_image_to_array(msg))[..., 0]
-        if stamp in self.frames:
-            self.frames[stamp] = (self.frames[stamp][0], tir)
-        else:
-            self.pending_thermal[stamp] = tir
-            for old in sorted(self.pending_thermal)[:-FRAME_BUFFER]:
-                del self.pending_thermal[old]
+        self._keep(msg, 1)
 
-    # ---- video -------------------------------------------------------------------------------------
-    def _write_until(self, stamp: int) -> None:
-        """Write buffered frames up to `stamp` in order (frames without a result show GT only)."""
-        for s in sorted(k for k in self.frames if k <= stamp):
-            rgb, tir = self.frames.pop(s)
-            if self.writer is False or not self.p["video"]:
-                continue
-            result = self.score.results.get(s)
-            gt = self.score.gt.get(s)
-            iou_text = ""
-            if result is not None and gt is not None:
-                iou_text = f" IoU {iou(result, gt):.2f}"
-            state = "no result" if s not in self.score.results else ("LOST" if result is None else "tracking")
-            text = f"{state}{iou_text}  {self.score.fps():.1f} fps"
-            tbox = None if result is None else map_box(result, self.thermal_from_rgb)
-            panel = draw_panel(rgb, tir, gt, result, text, tbox)
-            if self.writer is None:
-                path = pathlib.Path(self.p["out_dir"]) / "demo.mp4"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 20.0,
-                                              (panel.shape[1], panel.shape[0]))
-                if not self.writer.isOpened():
-                    self.get_logger().warning(f"cannot open a video writer for {path}; no video")
-                    self.writer = False
-                    continue
-            self.writer.write(panel)
+    # ---- video (after the run) ---------------------------------------------------------------------
+    def _write_video(self) -> Optional[pathlib.Path]:
+        """Draw and encode the kept frames in stamp order (frames without a result show GT only)."""
+        frames = [(s, f) for s, f in sorted(self.frames.items()) if f[0] is not None]
+        self.frames = {}
+        if not frames:
+            return None
+        normalizer = ThermalNormalizer("percentile")
+        path = pathlib.Path(self.p["out_dir"]) / "demo.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = None
+        fps = self.score.fps()
+        try:
+            for s, (rgb, tir16) in frames:
+                result, gt = self.score.results.get(s), self.score.gt.get(s)
+                iou_text = f" IoU {iou(result, gt):.2f}" if result is not None and gt is not None else ""
+                state = "no result" if s not in self.score.results else ("LOST" if result is None else "tracking")
+                tir = None if tir16 is None else normalizer(tir16)[..., 0]
+                tbox = None if result is None else map_box(result, self.thermal_from_rgb)
+                panel = draw_panel(rgb, tir, _scaled(gt), _scaled(result), f"{state}{iou_text}  {fps:.1f} fps",
+                                   _scaled(tbox), scale=1.0)
+                if writer is None:
+                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 20.0,
+                                             (panel.shape[1], panel.shape[0]))
+                    if not writer.isOpened():
+                        self.get_logger().warning(f"cannot open a video writer for {path}; no video")
+                        return None
+                writer.write(panel)
+        finally:
+            if writer is not None:
+                writer.release()
+        return path
 
     # ---- script ------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -201,9 +208,6 @@ class DemoMonitor(Node):
         return False
 
     def _finish(self) -> int:
-        self._write_until(max(self.frames, default=0))
-        if self.writer:
-            self.writer.release()
         s = self.score.summary(float(self.p["min_frac_iou"]), float(self.p["min_fps"]))
         s["tracker_diagnostics"] = {k: v for k, v in self.diag.items() if k.startswith(("latency", "fps", "backend"))}
         s["duration_s"] = float(self.p["duration_s"])
@@ -211,6 +215,9 @@ class DemoMonitor(Node):
         out.mkdir(parents=True, exist_ok=True)
         ran = s["processed_frames"] > 0
         s["exit_code"] = 0 if ran and (s["passed"] or not self.p["check"]) else 1
+        t0 = time.monotonic()
+        self.video_path = self._write_video() if self.p["video"] else None
+        s["video_write_s"] = round(time.monotonic() - t0, 2)
         (out / "demo_summary.json").write_text(json.dumps(s, indent=2) + "\n", encoding="utf-8")
         infer = self.diag.get("latency_inference_ms", "n/a")
         lines = [
@@ -222,13 +229,17 @@ class DemoMonitor(Node):
             f"p50 {s['latency_ms_p50'] or 0:.1f} ms, p95 {s['latency_ms_p95'] or 0:.1f} ms; inference {infer}",
             f"IoU vs ground truth: mean {s['iou_mean']:.3f}, > 0.5 on {100 * s['frac_iou_gt_0_5']:.1f}% of frames "
             f"(needs >= {100 * self.p['min_frac_iou']:.0f}%)",
-            f"acceptance: {'PASS' if s['passed'] else 'FAIL'}; video {out / 'demo.mp4' if self.writer else 'none'}, "
+            f"acceptance: {'PASS' if s['passed'] else 'FAIL'}; video {self.video_path or 'none'}, "
             f"summary {out / 'demo_summary.json'}",
         ]
         print("\n".join(lines), flush=True)
         if not ran:
             self.get_logger().error("the tracker published no results")
         return s["exit_code"]
+
+
+def _scaled(box):
+    return None if box is None else [float(v) * VIDEO_SCALE for v in box]
 
 
 def main(args=None) -> int:

@@ -32,7 +32,10 @@ def register(subparsers) -> None:
     b = subparsers.add_parser(
         "benchmark", help="run the CKD tracker over a benchmark dataset, then evaluate it",
         description="Track every sequence (resumable: finished sequences are skipped), write <seq>.txt and "
-                    "<seq>_time.txt in the CKD format, report per-sequence fps, then evaluate.")
+                    "<seq>_time.txt in the CKD format and provenance.json (model sha256, backend, precision, "
+                    "tracker parameters, version, status), report per-sequence fps, then evaluate. A results "
+                    "folder written by another model or setting is refused (use a new one or --overwrite); "
+                    "Ctrl-C/SIGTERM keeps the finished sequences (status partial).")
     _dataset_args(b)
     b.add_argument("--results", type=Path, default=None, metavar="DIR",
                    help="folder for the result files (default: benchmark_results/<dataset>/<name>)")
@@ -42,6 +45,9 @@ def register(subparsers) -> None:
     b.add_argument("--compare", type=Path, nargs="*", default=[], metavar="DIR",
                    help="other trackers' result folders to rank against")
     b.add_argument("--no-eval", action="store_true", help="only track, do not evaluate")
+    b.add_argument("--overwrite", action="store_true",
+                   help="remove the results in --results first (needed when they came from another model, "
+                        "backend, precision or tracker setting)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     _output_args(b)
     be = b.add_argument_group("backend")
@@ -51,6 +57,8 @@ def register(subparsers) -> None:
     be.add_argument("--preset", default=None, help=f"model preset ({', '.join(PRESETS)})")
     be.add_argument("--precision", default="fp32", choices=PRECISIONS)
     be.add_argument("--device", default=None, help="e.g. cuda:0 or cpu")
+    be.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="ONNX Runtime intra-op threads per tracker process")
     b.set_defaults(func=run_benchmark_cmd)
 
 
@@ -137,8 +145,12 @@ def run_benchmark_cmd(args) -> int:
     dataset = open_dataset(args.dataset, args.root, _sequences(args.sequences))
     results_dir = args.results or Path("benchmark_results") / dataset.protocol / args.name
     spec = TrackerSpec(backend=args.backend, checkpoint=_str(args.checkpoint), onnx=_str(args.onnx),
-                       preset=args.preset, precision=args.precision, device=args.device)
-    runs = run_benchmark(dataset, results_dir, spec, workers=args.workers, progress=not args.quiet)
+                       preset=args.preset, precision=args.precision, device=args.device, threads=args.threads)
+    try:
+        runs = run_benchmark(dataset, results_dir, spec, workers=args.workers, progress=not args.quiet,
+                             overwrite=args.overwrite)
+    except KeyboardInterrupt as exc:  # run_benchmark said what was kept; no evaluation of a partial run
+        return getattr(exc, "exit_code", 130)
     out_dir = args.out or DEFAULT_OUT / dataset.protocol
     _write_fps(runs, out_dir / f"{args.name}_fps.csv")
     if args.no_eval:

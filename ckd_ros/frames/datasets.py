@@ -15,9 +15,11 @@ import numpy as np
 
 from ckd_ros.boxes import ltrb_to_ltwh, polygon_to_ltwh
 from ckd_ros.errors import CKDError
+from ckd_ros.frames.reader import IMAGE_EXTS, read_pair
+from ckd_ros.frames.reader import list_images as _list_frames
 from ckd_ros.frames.textio import read_matrix, read_names
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = IMAGE_EXTS
 SequenceSelection = Union[None, str, Path, Sequence[str]]
 
 
@@ -43,10 +45,19 @@ class SequenceFrames:
     rgb: List[Path]
     tir: List[Path]
 
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def read(self, i: int, normalizer=None) -> Tuple[np.ndarray, np.ndarray]:
+        """Frame pair i as the tracker takes it: (HxWx3 uint8 RGB, HxWx3 uint8 thermal), read by
+        `ckd_ros.frames.reader.read_pair` (thermal through the one thermal conversion, default settings
+        unless `normalizer` is given). Raises `FrameError` naming an unreadable file."""
+        return read_pair(self.rgb[i], self.tir[i], normalizer)
+
 
 def list_images(folder: Path) -> List[Path]:
-    """Image files of a folder sorted by name, as the CKD loaders list them."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Image files of a folder in natural name order (`ckd_ros.frames.reader.natural_key`)."""
+    return _list_frames(folder)
 
 
 class Dataset:
@@ -150,7 +161,7 @@ class Dataset:
                                f"--root must be the {self.title} dataset with its images ({self.hint})")
             images = list_images(folder)
             if not images:
-                raise CKDError(f"image folder {folder} holds no .jpg/.png/.bmp files")
+                raise CKDError(f"image folder {folder} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
             found.append(images)
         rgb, tir = found
         if len(rgb) != len(tir):

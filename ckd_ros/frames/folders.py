@@ -1,24 +1,29 @@
-"""Offline RGB-T input for `ckd track`: image folders or videos, dataset layouts, first GT box.
+"""Offline RGB-T input for `ckd track`: image folders, videos, in-memory arrays, dataset layouts, first GT box.
 
 The benchmark layouts of eval-protocol.md work directly: LasHeR/RGBT234/RGBT210
 (`visible/`, `infrared/`, `init.txt`), GTOT (`v/`, `i/`, `init.txt` / `groundTruth_v.txt`),
-VTUAV (`rgb/`, `ir/`, `rgb.txt`).
+VTUAV (`rgb/`, `ir/`, `rgb.txt`). Frames of a folder come in natural name order
+(`ckd_ros.frames.reader.natural_key`); videos are read until the stream ends (container frame
+counts and fps are often missing or wrong in raw MJPEG/H.264 streams).
 """
 from __future__ import annotations
 
 import pathlib
 import re
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CKDError, FrameError
+from ckd_ros.frames.datasets import DATASETS
+from ckd_ros.frames.reader import IMAGE_EXTS, bgr_to_rgb, list_images, read_rgb, read_thermal_raw, to_uint8
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-# (rgb dir, thermal dir) pairs in the order they are tried
-LAYOUT_DIRS = (("visible", "infrared"), ("v", "i"), ("rgb", "ir"), ("rgb", "ir_gray"),
-               ("rgb", "thermal"), ("color", "thermal"), ("rgb", "tir"))
+DEFAULT_FPS = 30.0  # when a video does not say (or says something absurd), and for image folders
+__all__ = ["IMAGE_EXTS", "FrameSource", "ArraySource", "detect_layout", "parse_box_row", "read_first_box"]
+# (rgb dir, thermal dir) pairs in the order they are tried: the benchmark readers' folders, then others
+_BENCHMARK_DIRS = [(rgb, tir) for cls in DATASETS.values() for rgb in cls.image_dirs[0] for tir in cls.image_dirs[1]]
+LAYOUT_DIRS = tuple(dict.fromkeys(_BENCHMARK_DIRS + [("rgb", "thermal"), ("color", "thermal"), ("rgb", "tir")]))
 GT_FILES = ("init.txt", "rgb.txt", "visible.txt", "groundTruth_v.txt")
 
 
@@ -62,59 +67,106 @@ def read_first_box(gt_file: pathlib.Path) -> List[float]:
     raise CKDError(f"{gt_file} holds no box; give --init X,Y,W,H")
 
 
-def _to_rgb(img: np.ndarray) -> np.ndarray:
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
-
-
 class FrameSource:
-    """Frames of an image folder (sorted names) or a video file, as RGB-ordered arrays.
+    """Frames of an image folder (natural name order) or a video file, as RGB-ordered arrays.
 
-    `unchanged=True` keeps the stored bit depth and channel count (16-bit thermal PNG/TIFF stays
-    uint16); otherwise frames are 8-bit 3-channel, as the official loader reads them.
+    Default: every frame HxWx3 uint8 RGB (`read_rgb`). `unchanged=True` (thermal) keeps the stored
+    bit depth and channel count (`read_thermal_raw`: 16-bit PNG/TIFF stays uint16, HxW). With a
+    `normalizer` (a `ThermalNormalizer`) each frame is converted by it after reading: HxWx3 uint8.
+    Videos are decoded until the stream ends; `len()` counts the decodable frames (one pass of
+    `grab()` on first use), never the container's CAP_PROP_FRAME_COUNT. Unreadable files raise
+    `FrameError` naming the file.
     """
 
-    def __init__(self, path: pathlib.Path, unchanged: bool = False) -> None:
+    def __init__(self, path: pathlib.Path, unchanged: bool = False, normalizer=None) -> None:
         self.path = pathlib.Path(path)
         self.unchanged = unchanged
+        self.normalizer = normalizer
         self.files: Optional[List[pathlib.Path]] = None
+        self._count: Optional[int] = None
         if self.path.is_dir():
-            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            self.files = list_images(self.path)
             if not self.files:
-                raise CKDError(f"no images ({', '.join(IMAGE_EXTS)}) in {self.path}")
-            self.count = len(self.files)
-            self.fps = 30.0
+                raise FrameError(f"no images ({', '.join(IMAGE_EXTS)}) in {self.path}; give a folder of frames "
+                                 "or a video file")
+            self._count = len(self.files)
+            self.fps = DEFAULT_FPS
         elif self.path.is_file():
-            cap = cv2.VideoCapture(str(self.path))
-            if not cap.isOpened():
-                raise CKDError(f"cannot open video {self.path} (unsupported codec or not a video)")
-            self.count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
+            cap = self._open()
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             cap.release()
+            self.fps = fps if 0.0 < fps <= 1000.0 else DEFAULT_FPS  # raw streams report 0 or 90000
         else:
-            raise CKDError(f"{self.path} does not exist (give an image folder or a video file)")
+            raise FrameError(f"{self.path} does not exist (give an image folder or a video file)")
+
+    def _open(self):
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise FrameError(f"cannot open video {self.path} (unsupported codec or not a video); "
+                             "convert it to an image folder, e.g. ffmpeg -i VIDEO %06d.png")
+        return cap
+
+    @property
+    def count(self) -> int:
+        """Number of frames (videos: decodable frames, counted once)."""
+        if self._count is None:
+            cap = self._open()
+            n = 0
+            try:
+                while cap.grab():
+                    n += 1
+            finally:
+                cap.release()
+            self._count = n
+        return self._count
 
     def __len__(self) -> int:
         return self.count
 
+    def _finish(self, img: np.ndarray) -> np.ndarray:
+        if self.normalizer is not None:
+            return self.normalizer(img)
+        return img
+
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.files is not None:
-            flag = cv2.IMREAD_UNCHANGED if self.unchanged else cv2.IMREAD_COLOR
+            read = read_thermal_raw if (self.unchanged or self.normalizer is not None) else read_rgb
             for path in self.files:
-                img = cv2.imread(str(path), flag)
-                if img is None:
-                    raise CKDError(f"cannot read image {path} (corrupt or unsupported format)")
-                yield _to_rgb(img)
+                yield self._finish(read(path))
             return
-        cap = cv2.VideoCapture(str(self.path))
+        cap = self._open()
         try:
             while True:
                 ok, img = cap.read()
                 if not ok:
                     break
-                yield _to_rgb(img)
+                yield self._finish(bgr_to_rgb(to_uint8(img)))
         finally:
             cap.release()
+
+
+class ArraySource:
+    """In-memory frames (a list or an N x H x W [x C] array) with the `FrameSource` interface.
+
+    RGB frames must be HxWx3 uint8 RGB; thermal frames any dtype the thermal conversion takes. With a
+    `normalizer`, each frame is converted by it when iterated.
+    """
+
+    def __init__(self, frames: Sequence[np.ndarray], fps: float = DEFAULT_FPS, normalizer=None) -> None:
+        self.frames = frames
+        self.fps = float(fps)
+        self.normalizer = normalizer
+        self.path = pathlib.Path("<arrays>")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        img = np.asarray(self.frames[i])
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        return self.normalizer(img) if self.normalizer is not None else img
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self.frames)):
+            yield self[i]

@@ -1,5 +1,3 @@
-"""Former home of the ROS image conversion, kept as a name only: everything lives in
-`ckd_ros.frames.ros_image` (the one way frames enter). Import from there."""
-from __future__ import annotations
-
-from ckd_ros.frames.ros_image import array_to_image_msg, decode_rgb, decode_thermal, make_converter  # noqa: F401
+"""Moved to `ckd_ros.frames.ros_image` (the one ROS image conversion); this name stays for existing imports."""
+from ckd_ros.frames.ros_image import *  # noqa: F401,F403
+from ckd_ros.frames.ros_image import __all__  # noqa: F401

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ckd_ros.errors import ParameterError
-from ckd_ros.frames.thermal import ThermalNormalizer
+from ckd_ros.frames.thermal import DEFAULT_THERMAL, METHODS, ThermalNormalizer
 from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 from ckd_ros.tracking import Registration, TrackerParams
 
@@ -114,11 +114,12 @@ SPECS: List[ParamSpec] = [
     ParamSpec("transport.thermal", "", "transport of the thermal stream; empty: `transport`", INACTIVE,
               choices=("",) + TRANSPORTS),
     # thermal
-    ParamSpec("thermal.normalization", "minmax", "thermal -> 8 bit: minmax (AGC), percentile, fixed range, "
-              "or none (8-bit input as is)", RUNTIME, choices=("minmax", "percentile", "fixed", "none"),
+    ParamSpec("thermal.normalization", DEFAULT_THERMAL["method"], "thermal -> 8 bit: auto (the shared default of "
+              "training, ckd track and ckd benchmark: 8-bit as is, else percentile), percentile (with the AGC "
+              "floor), minmax, fixed range, or none (8-bit input as is)", RUNTIME, choices=METHODS,
               rebuilds=(SETTINGS,)),
-    ParamSpec("thermal.percentiles", [1.0, 99.0], "low/high percentiles for 'percentile'", RUNTIME, length=2,
-              rebuilds=(SETTINGS,)),
+    ParamSpec("thermal.percentiles", list(DEFAULT_THERMAL["percentiles"]), "low/high percentiles for "
+              "'percentile'", RUNTIME, length=2, rebuilds=(SETTINGS,)),
     ParamSpec("thermal.range", [0.0, 0.0], "low/high input values for 'fixed', in the input's units "
               "(raw counts or degrees)", RUNTIME, length=2, rebuilds=(SETTINGS,)),
     ParamSpec("thermal.invert", False, "invert the 8-bit thermal image (black-hot cameras)", RUNTIME,

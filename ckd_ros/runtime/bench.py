@@ -118,8 +118,11 @@ def _bench_rows(presets, kinds, precisions, checkpoint, warmup, iters, threads, 
             for precision in precisions:
                 row = {"model": cfg.name, "backend": kind, "precision": precision}
                 try:
-                    backend = open_backend(kind, model=model, config=cfg, precision=precision,
-                                           cache_dir=cache_dir, threads=threads, cuda_graph=cuda_graph, log=log)
+                    source = {"model": model}
+                    if precision == "int8":  # the static QDQ file `ckd quantize` writes, cached
+                        source = {"onnx": _int8_onnx(kind, model, cfg, cache_dir, log)}
+                    backend = open_backend(kind, config=cfg, precision=precision, cache_dir=cache_dir,
+                                           threads=threads, cuda_graph=cuda_graph, log=log, **source)
                 except CKDError as exc:
                     row["skipped"] = str(exc)
                     log(f"bench {cfg.name} {kind} {precision}: skipped ({exc})")
@@ -134,6 +137,19 @@ def _bench_rows(presets, kinds, precisions, checkpoint, warmup, iters, threads, 
                     f"p99 {row['p99_ms']:.1f} ms, {row['fps']:.2f} fps")
                 rows.append(row)
     return rows
+
+
+def _int8_onnx(kind: str, model, cfg, cache_dir, log):
+    """INT8 QDQ ONNX of `model` (exported, then quantized with random-input calibration; cached)."""
+    if kind == "torch":
+        raise CKDError("int8 runs on onnxruntime/tensorrt (an ONNX file from `ckd quantize`), not torch")
+    from ckd_ros.runtime.cache import ArtifactCache
+    from ckd_ros.runtime.onnx_cache import ensure_onnx
+    from ckd_ros.runtime.quantize import ensure_int8
+
+    cache = ArtifactCache(cache_dir)
+    fp32, _ = ensure_onnx(cache, model=model, config=cfg, log=log)
+    return ensure_int8(cache, fp32, cfg, log=log)
 
 
 def _bench_model(preset: str, checkpoint):

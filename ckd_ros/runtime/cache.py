@@ -122,7 +122,9 @@ def key_digest(key: Dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def sidecar_path(path: PathLike) -> pathlib.Path:
+def key_path(path: PathLike) -> pathlib.Path:
+    """`engine.plan` -> `engine.plan.json`: the cached artifact's key record (not an export's metadata sidecar,
+    which is `ckd_ros.model.onnx_meta.sidecar_path`)."""
     path = pathlib.Path(path)
     return path.with_name(path.name + ".json")
 
@@ -140,7 +142,7 @@ def check_artifact(path: PathLike, key: Dict, verify_checksum: bool = True) -> T
     path = pathlib.Path(path)
     if not path.exists():
         return False, "not cached yet"
-    side = sidecar_path(path)
+    side = key_path(path)
     try:
         meta = json.loads(side.read_text())
         old_key = meta["key"]
@@ -168,14 +170,14 @@ def write_sidecar(path: PathLike, key: Dict, extra: Optional[Dict] = None) -> Di
     }
     if extra:
         meta["extra"] = extra
-    with atomic_path(sidecar_path(path)) as tmp:
+    with atomic_path(key_path(path)) as tmp:
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta
 
 
 def invalidate(path: PathLike) -> None:
     """Remove an artifact and its sidecar (e.g. the engine failed to deserialise)."""
-    for p in (pathlib.Path(path), sidecar_path(path)):
+    for p in (pathlib.Path(path), key_path(path)):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
 
@@ -272,6 +274,6 @@ class ArtifactCache:
 
 def read_sidecar(path: PathLike) -> Dict:
     try:
-        return json.loads(sidecar_path(path).read_text())
+        return json.loads(key_path(path).read_text())
     except (OSError, ValueError):
         return {}

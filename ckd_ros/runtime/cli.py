@@ -152,7 +152,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="vitb,vitb_mce", help="comma-separated presets (default: vitb,vitb_mce)")
     p.add_argument("--checkpoint", help="weights to use (default: seeded random weights)")
     p.add_argument("--backend", default="torch,onnxruntime,tensorrt", help="comma-separated, or 'all'")
-    p.add_argument("--precision", default="fp32", help=f"comma-separated: {','.join(PRECISIONS)}")
+    p.add_argument("--precision", default="fp32",
+                   help=f"comma-separated: {','.join(PRECISIONS)} (int8: the static QDQ file `ckd quantize` writes)")
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="CPU threads for torch/onnxruntime (default: all)")

@@ -143,6 +143,12 @@ class OnnxRuntimeBackend(Backend):
                 os.makedirs(trt_cache_dir, exist_ok=True)
             if precision == "fp32":
                 os.environ["NVIDIA_TF32_OVERRIDE"] = "0"  # the TensorRT provider has no TF32 option
+        if precision == "int8":
+            from ckd_ros.runtime.quantize import is_int8
+
+            if not is_int8(self.onnx_path):
+                raise ParameterError(f"precision int8 needs an INT8 ONNX file: run `ckd quantize {self.onnx_path}` "
+                                     "and load its output")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -6,11 +6,12 @@ import pathlib
 import re
 import sys
 import time
-from typing import List
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import BoxError, CKDError, FrameError, InputError, ParameterError
 from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 
 THERMAL_CHOICES = ("auto", "minmax", "percentile", "fixed", "none")
@@ -19,14 +20,33 @@ THERMAL_CHOICES = ("auto", "minmax", "percentile", "fixed", "none")
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "track", help="track one RGB-T sequence offline and write a result file",
-        description="Run a CKD backend over a pair of image folders or videos from an initial box. Writes "
-                    "one 'x y w h' row per frame (row 1 = initial box), optionally an overlay video.")
+        description="Run a CKD backend over a pair of image folders or videos, a dataset sequence or a rosbag2 "
+                    "file from an initial box. Writes one 'x y w h' row per frame (row 1 = initial box; bag "
+                    "inputs: 'stamp x y w h'), a provenance file beside it, optionally an overlay video. "
+                    "Ctrl-C/SIGTERM keeps the rows tracked so far, marked PARTIAL.")
     src = p.add_argument_group("input")
     src.add_argument("--sequence", type=pathlib.Path, metavar="DIR",
                      help="dataset sequence folder (visible/+infrared/, v/+i/, rgb/+ir/ ...; "
                           "first GT row of init.txt / rgb.txt / groundTruth_v.txt = initial box)")
     src.add_argument("--rgb", type=pathlib.Path, metavar="PATH", help="RGB image folder or video")
     src.add_argument("--thermal", type=pathlib.Path, metavar="PATH", help="thermal image folder or video")
+    src.add_argument("--bag", type=pathlib.Path, metavar="PATH",
+                     help="rosbag2 folder or file (sqlite3 or MCAP); pairs RGB and thermal by header stamp "
+                          "like the node (sync.slop)")
+    src.add_argument("--rgb-topic", default="/rgb/image", metavar="T",
+                     help="--bag: RGB topic (sensor_msgs/Image or CompressedImage; default /rgb/image)")
+    src.add_argument("--thermal-topic", default="/thermal/image", metavar="T",
+                     help="--bag: thermal topic (default /thermal/image)")
+    src.add_argument("--gt-topic", default="/ground_truth", metavar="T",
+                     help="--bag: vision_msgs/Detection2DArray ground truth giving the initial box when "
+                          "--init is not given (default /ground_truth, what `ckd bag write` records)")
+    src.add_argument("--init-stamp", default=None, metavar="SEC",
+                     help="--bag: start at the pair whose RGB stamp is the first at or after SEC "
+                          "(header stamp in seconds, e.g. 1700000000.25)")
+    src.add_argument("--slop", type=float, default=0.03, metavar="S",
+                     help="--bag: largest RGB/thermal stamp difference paired, in s (the node's sync.slop)")
+    src.add_argument("--queue-size", type=int, default=10, metavar="N",
+                     help="--bag: messages per stream the pairing keeps (the node's sync.queue_size)")
     src.add_argument("--init", nargs="+", metavar="BOX",
                      help="initial box in RGB pixels: 'x,y,w,h' or four numbers (default: first GT row)")
     src.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
@@ -46,9 +66,12 @@ def register(subparsers) -> None:
     be.add_argument("--preset", default=None, help=f"model preset ({', '.join(PRESETS)})")
     be.add_argument("--precision", default="fp32", choices=PRECISIONS)
     be.add_argument("--device", default=None, help="e.g. cuda:0 or cpu")
+    be.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="ONNX Runtime intra-op threads (default: the runtime's choice)")
     th = p.add_argument_group("thermal")
     th.add_argument("--thermal-norm", default="auto", choices=THERMAL_CHOICES,
-                    help="auto: 'none' for 8-bit thermal (official behaviour), 'percentile' otherwise")
+                    help="auto (the shared default of training, benchmark and node): 8-bit thermal as is "
+                         "(official behaviour), 'percentile' with the AGC floor otherwise")
     th.add_argument("--percentiles", nargs=2, type=float, default=(1.0, 99.0), metavar=("LO", "HI"))
     th.add_argument("--thermal-range", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                     help="for --thermal-norm fixed, in the input's units (raw counts, degrees)")
@@ -61,6 +84,38 @@ def register(subparsers) -> None:
                     help="score below which frames count as unconfident (default: off, official loop)")
     tr.add_argument("--lost-frames", type=int, default=5)
     p.set_defaults(func=run_track)
+
+    b = subparsers.add_parser(
+        "bag", help="rosbag2 tools: record a sequence as an MCAP bag (ckd bag write)",
+        description="rosbag2 files for the node and `ckd track --bag` (see docs/tracking.md).")
+    bsub = b.add_subparsers(dest="bag_command", metavar="ACTION")
+    bsub.required = True
+    w = bsub.add_parser(
+        "write", help="record an image-folder pair, a dataset sequence or a synthetic scene as an MCAP bag",
+        description="Writes sensor_msgs/Image rgb8 RGB and mono8/mono16 thermal (as stored) with header stamps "
+                    "at --fps, frame ids, and the ground truth as vision_msgs/Detection2DArray on --gt-topic.")
+    w.add_argument("out", type=pathlib.Path, metavar="OUT_BAG", help="new rosbag2 folder to create")
+    wsrc = w.add_argument_group("input (one of)")
+    wsrc.add_argument("--sequence", type=pathlib.Path, metavar="DIR",
+                      help="dataset sequence folder (LasHeR/RGBT234/RGBT210/GTOT/VTUAV layouts; its GT file)")
+    wsrc.add_argument("--rgb", type=pathlib.Path, metavar="PATH", help="RGB image folder or video")
+    wsrc.add_argument("--thermal", type=pathlib.Path, metavar="PATH", help="thermal image folder or video")
+    wsrc.add_argument("--gt", type=pathlib.Path, default=None, metavar="FILE",
+                      help="with --rgb/--thermal: ground-truth file, one x,y,w,h row per frame")
+    wsrc.add_argument("--synthetic", type=int, default=None, metavar="SEED",
+                      help="a synthetic scene (ckd_ros.synthetic) with this seed: 16-bit thermal")
+    wsrc.add_argument("--scenario", default=None, help="--synthetic: scenario (default: from the seed)")
+    wsrc.add_argument("--size", default="320x256", metavar="WxH", help="--synthetic: frame size (default 320x256)")
+    w.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="at most N frames (--synthetic: exactly N, default 60)")
+    w.add_argument("--fps", type=float, default=30.0, help="frame rate of the header stamps (default 30)")
+    w.add_argument("--start", default="1700000000", metavar="SEC", help="stamp of frame 0 in seconds")
+    w.add_argument("--rgb-topic", default="/rgb/image")
+    w.add_argument("--thermal-topic", default="/thermal/image")
+    w.add_argument("--gt-topic", default="/ground_truth")
+    w.add_argument("--rgb-frame-id", default="camera_rgb")
+    w.add_argument("--thermal-frame-id", default="camera_thermal")
+    w.set_defaults(func=run_bag_write)
 
     c = subparsers.add_parser(
         "calibrate", help="thermal -> RGB homography from point pairs or from camera_info + extrinsics",
@@ -89,13 +144,15 @@ def register(subparsers) -> None:
 
 # ---- helpers ---------------------------------------------------------------------------------
 def parse_box(values: List[str]) -> List[float]:
+    """--init text -> 4 floats (parsing only: `ckd_ros.boxes.check_box` validates the box against the
+    first frame in `Tracker.initialize`)."""
     fields = [f for f in re.split(r"[,\s]+", " ".join(values).strip()) if f]
     try:
         box = [float(f) for f in fields]
     except ValueError:
         box = []
     if len(box) != 4:
-        raise CKDError(f"--init needs 4 numbers x,y,w,h (RGB pixels), got {' '.join(values)!r}")
+        raise BoxError(f"--init needs 4 numbers x,y,w,h (RGB pixels), got {' '.join(values)!r}")
     return box
 
 
@@ -126,19 +183,6 @@ def load_homography(spec: str):
         raise CKDError(f"--homography: {exc}") from None
 
 
-def _thermal_normalizer(args, sample: np.ndarray):
-    from ckd_ros.frames.thermal import ThermalNormalizer
-
-    method = args.thermal_norm
-    if method == "auto":
-        method = "none" if sample.dtype == np.uint8 else "percentile"
-    try:
-        return ThermalNormalizer(method, percentiles=args.percentiles, value_range=args.thermal_range,
-                                 invert=args.invert)
-    except ValueError as exc:
-        raise CKDError(f"thermal options: {exc}") from None
-
-
 def _open_backend(args):
     """The backend factory, imported only now (torch / TensorRT are heavy)."""
     if args.checkpoint is None and args.onnx is None:
@@ -152,55 +196,197 @@ def _open_backend(args):
         raise CKDError(f"the inference runtime is not available in this build ({exc}); "
                        "install ckd_ros with its runtime dependencies") from None
     return open_backend(args.backend, checkpoint=args.checkpoint, onnx=args.onnx, preset=args.preset,
-                        precision=args.precision, device=args.device)
+                        precision=args.precision, device=args.device, threads=args.threads)
 
 
-def _inputs(args):
+@dataclass
+class TrackInput:
+    """What `ckd track` tracks: name, frame pairs (rgb, thermal as stored[, stamp]), expected count
+    (progress only: video metadata can be wrong), frame rate, initial box, and whether rows carry stamps."""
+
+    name: str
+    frames: Iterable
+    total: Optional[int]
+    fps: float
+    box: List[float]
+    stamped: bool = False
+    description: Dict[str, str] = field(default_factory=dict)
+
+
+def _inputs(args) -> TrackInput:
     from ckd_ros.frames.folders import FrameSource, detect_layout, read_first_box
 
+    given = [flag for flag, v in (("--sequence", args.sequence), ("--bag", args.bag)) if v is not None]
+    if args.rgb is not None or args.thermal is not None:
+        given.append("--rgb/--thermal")
+    if len(given) > 1:
+        raise InputError(f"give one input: --sequence DIR, --bag PATH, or --rgb PATH --thermal PATH (got "
+                         f"{' and '.join(given)})")
+    if args.bag is not None:
+        return _bag_input(args)
+    if args.init_stamp is not None:
+        raise InputError("--init-stamp needs --bag (image folders and videos have no stamps)")
     gt = None
     if args.sequence is not None:
-        if args.rgb or args.thermal:
-            raise CKDError("give either --sequence DIR or --rgb PATH --thermal PATH, not both")
         rgb_path, tir_path, gt = detect_layout(args.sequence)
         name = args.sequence.resolve().name
     elif args.rgb is not None and args.thermal is not None:
         rgb_path, tir_path = args.rgb, args.thermal
         name = args.rgb.resolve().stem if args.rgb.is_file() else args.rgb.resolve().parent.name
     else:
-        raise CKDError("no input: give --sequence DIR, or both --rgb PATH and --thermal PATH")
+        raise InputError("no input: give --sequence DIR, --bag PATH, or both --rgb PATH and --thermal PATH")
     if args.init is not None:
         box = parse_box(args.init)
     elif gt is not None:
         box = read_first_box(gt)
     else:
-        raise CKDError("no initial box: give --init X,Y,W,H "
-                       "(no init.txt / rgb.txt / groundTruth_v.txt found)")
+        raise InputError("no initial box: give --init X,Y,W,H "
+                         "(no init.txt / rgb.txt / groundTruth_v.txt found)")
     rgb_src, tir_src = FrameSource(rgb_path), FrameSource(tir_path, unchanged=True)
-    return name, rgb_src, tir_src, box
+    if len(rgb_src) != len(tir_src):
+        print(f"ckd track: warning: {len(rgb_src)} RGB but {len(tir_src)} thermal frames; "
+              "pairing by index up to the shorter one", file=sys.stderr)
+    return TrackInput(name, zip(rgb_src, tir_src), min(len(rgb_src), len(tir_src)), rgb_src.fps, box,
+                      description={"rgb": str(rgb_path), "thermal": str(tir_path)})
 
 
-def _write_results(path: pathlib.Path, boxes: List[np.ndarray], as_int: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for b in boxes:
-            if as_int:  # official writer: astype(int) truncates toward zero
-                fh.write(" ".join(str(int(v)) for v in b) + "\n")
-            else:
-                fh.write(" ".join(f"{v:.4f}" for v in b) + "\n")
+def _bag_input(args) -> TrackInput:
+    from ckd_ros.frames.rosbag import BagPairs
+
+    pairs = BagPairs(args.bag, args.rgb_topic, args.thermal_topic, slop_s=args.slop,
+                     queue_size=args.queue_size, start_ns=_stamp_ns(args.init_stamp))
+    if args.init is not None:
+        box = parse_box(args.init)
+    else:
+        box = pairs.ground_truth_box(args.gt_topic)
+        if box is None:
+            raise InputError(f"no initial box: give --init X,Y,W,H (the bag has no ground truth on {args.gt_topic} "
+                             "at the first tracked frame)")
+    name = pathlib.Path(args.bag).resolve().name
+    name = name[:-5] if name.endswith(".mcap") else name
+    return TrackInput(name, pairs, pairs.rgb_count, pairs.fps, box, stamped=True,
+                      description={"bag": str(args.bag), "rgb_topic": args.rgb_topic,
+                                   "thermal_topic": args.thermal_topic, "slop_s": str(args.slop)})
 
 
-def _coverage_summary(registration, rgb_src, tir_src, box) -> dict:
-    """Thermal coverage of the RGB frame and of the initial box (`registration.thermal_overlap`); warns
-    on stderr below `registration.MIN_COVERAGE`."""
+def _stamp_ns(value: Optional[str]) -> Optional[int]:
+    """'1700000000.25' or '1700000000.250000000' (seconds) -> int nanoseconds, exactly."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)(?:\.(\d{0,9}))?\s*", str(value))
+    if m is None:
+        raise InputError(f"stamp {value!r} must be seconds like 1700000000.25 (a header stamp)")
+    return int(m.group(1)) * 10**9 + int((m.group(2) or "").ljust(9, "0") or 0)
+
+
+def format_stamp(stamp_ns: int) -> str:
+    """int nanoseconds -> 'sec.nanosec' (exact; what result rows of bag inputs start with)."""
+    return f"{stamp_ns // 10**9}.{stamp_ns % 10**9:09d}"
+
+
+class ThermalConverter:
+    """The thermal conversion of `ckd track` and `ckd benchmark`: the frame layer's `ThermalNormalizer`
+    with the command's options (default 'auto', the shared default: 8-bit as is, the percentile
+    stretch otherwise), counting frames that held NaN/inf pixels and remembering what 'auto' resolved
+    to (for provenance). Bad options raise `ParameterError`."""
+
+    def __init__(self, method: str = "auto", percentiles=(1.0, 99.0), value_range=None, invert: bool = False):
+        from ckd_ros.frames.thermal import ThermalNormalizer
+
+        try:
+            self.normalizer = ThermalNormalizer(method, percentiles=percentiles, value_range=value_range,
+                                                invert=invert)
+        except ValueError as exc:
+            raise ParameterError(f"thermal options: {exc}") from None
+        self.resolved: Optional[str] = None
+        self.nonfinite_frames = 0
+
+    def __call__(self, tir: np.ndarray) -> np.ndarray:
+        n = self.normalizer
+        if self.resolved is None:
+            self.resolved = n.resolved_method(np.asarray(tir))
+        out = n(tir)
+        self.nonfinite_frames += n.last_nonfinite > 0
+        return out
+
+    def describe(self) -> Dict[str, object]:
+        """For provenance: the settings, and the method 'auto' resolved to (once a frame was seen)."""
+        n = self.normalizer
+        return {"method": n.method, "resolved": self.resolved, "percentiles": list(n.percentiles),
+                "value_range": None if n.value_range is None else list(n.value_range), "invert": bool(n.invert),
+                "min_span": getattr(n, "min_span", None)}
+
+
+def result_lines(results: Sequence, as_int: bool, stamped: bool) -> List[str]:
+    """Result rows: 'x y w h' (4 decimals, or truncated ints like the official writer with `as_int`),
+    preceded by the RGB header stamp 'sec.nanosec' for stamped (bag) inputs."""
+    lines = []
+    for r in results:
+        if as_int:  # official writer: astype(int) truncates toward zero
+            row = " ".join(str(int(v)) for v in r.box_xywh)
+        else:
+            row = " ".join(f"{v:.4f}" for v in r.box_xywh)
+        if stamped:
+            row = f"{format_stamp(int(r.stamp[0]))} {row}"
+        lines.append(row)
+    return lines
+
+
+def provenance_path(out_path: pathlib.Path) -> pathlib.Path:
+    """`flight.txt` -> `flight.provenance.json` (beside the result file)."""
+    return out_path.with_name(out_path.stem + ".provenance.json")
+
+
+class _ResultFile:
+    """The result file and its provenance, rewritten atomically: after frame 0 and every FLUSH_S
+    seconds as PARTIAL (first line '# PARTIAL: ...'), and at the end as complete (rows only). So an
+    older result file never outlives the first frame of a new run, and a killed run leaves its
+    finished rows marked partial."""
+
+    FLUSH_S = 5.0
+
+    def __init__(self, path: pathlib.Path, as_int: bool, stamped: bool, provenance: dict, total) -> None:
+        self.path, self.as_int, self.stamped, self.provenance, self.total = path, as_int, stamped, provenance, total
+        self._last_flush = None
+
+    def write(self, results: Sequence, status: str, note: str = "") -> None:
+        from ckd_ros.tracking.provenance import write_atomic, write_provenance
+
+        lines = result_lines(results, self.as_int, self.stamped)
+        if status != "complete":
+            of = f" of {self.total}" if self.total else ""
+            why = note or "run in progress, or stopped before its end"
+            lines.insert(0, f"# PARTIAL: {len(results)}{of} frames ({why}); see {provenance_path(self.path).name}")
+        self.provenance.update(status=status, frames_written=len(results), note=note or None,
+                               updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        write_provenance(provenance_path(self.path), self.provenance)
+        write_atomic(self.path, "\n".join(lines) + "\n")
+        self._last_flush = time.monotonic()
+
+    def maybe_flush(self, results: Sequence) -> None:
+        if self._last_flush is None or time.monotonic() - self._last_flush >= self.FLUSH_S:
+            self.write(results, "running")
+
+
+def _provenance(args, backend, tracker, converter: ThermalConverter, source: TrackInput) -> dict:
+    from ckd_ros.tracking.provenance import make_provenance, model_record, tracker_record
+
+    return make_provenance(
+        model_record(args.checkpoint, args.onnx, args.preset),
+        getattr(backend, "name", str(args.backend)), getattr(backend, "precision", args.precision),
+        tracker_record(tracker.params, tracker.template_size, tracker.search_size), converter.describe(),
+        command="ckd track", input=source.description, device=args.device, frames_total=source.total,
+        homography=args.homography)
+
+
+def _coverage_summary(registration, rgb_shape, tir_shape, box) -> dict:
+    """Thermal coverage of the RGB frame and of the initial box (`registration.thermal_overlap`) from
+    the first frame's sizes; warns on stderr below `registration.MIN_COVERAGE`."""
     from ckd_ros.tracking.registration import thermal_overlap
 
     if registration.is_identity:
         return {}
-    first = [next(iter(src), None) for src in (rgb_src, tir_src)]  # one frame each, read again later
-    if first[0] is None or first[1] is None:
-        return {}
-    (rh, rw), (th, tw) = first[0].shape[:2], first[1].shape[:2]
+    (rh, rw), (th, tw) = rgb_shape[:2], tir_shape[:2]
     overlap = thermal_overlap(registration, (tw, th), (rw, rh), box)
     warning = overlap.warning()
     if warning:
@@ -212,57 +398,56 @@ def _coverage_summary(registration, rgb_src, tir_src, box) -> dict:
 def run_track(args) -> int:
     from tqdm import tqdm
 
+    from ckd_ros.tracking.loop import interruptible, signal_name, track_frames
     from ckd_ros.tracking.overlay import OverlayWriter, compose
     from ckd_ros.tracking.registration import Registration
     from ckd_ros.tracking.tracker import Tracker, TrackerParams
 
-    name, rgb_src, tir_src, box = _inputs(args)
-    if len(rgb_src) != len(tir_src):
-        print(f"ckd track: warning: {len(rgb_src)} RGB but {len(tir_src)} thermal frames; "
-              "pairing by index up to the shorter one", file=sys.stderr)
+    source = _inputs(args)
     registration = load_homography(args.homography) if args.homography else Registration.identity()
-    coverage = _coverage_summary(registration, rgb_src, tir_src, box)  # warns before the run
+    coverage: dict = {}
     try:
         params = TrackerParams(lost_threshold=args.lost_threshold, lost_frames=args.lost_frames)
         params.validate()
     except ValueError as exc:
-        raise CKDError(str(exc)) from None
-    out_path = args.out if args.out is not None else pathlib.Path(f"{name}.txt")
-    total = min(len(rgb_src), len(tir_src))
+        raise ParameterError(str(exc)) from None
+    out_path = args.out if args.out is not None else pathlib.Path(f"{source.name}.txt")
+    total = source.total
     if args.max_frames is not None:
-        total = min(total, args.max_frames)
+        total = args.max_frames if total is None else min(total, args.max_frames)
+    converter = ThermalConverter(args.thermal_norm, args.percentiles, args.thermal_range, args.invert)
 
     backend = _open_backend(args)
     tracker = Tracker(backend, params, registration)
-    writer = OverlayWriter(str(args.video), rgb_src.fps) if args.video else None
+    results: List = []
+    out = _ResultFile(out_path, args.as_int, source.stamped, {}, total)
+    writer = OverlayWriter(str(args.video), source.fps) if args.video else None
     if writer is not None:
         args.video.parent.mkdir(parents=True, exist_ok=True)
-    boxes, states, stage_ms = [], [], []
-    nonfinite_frames = 0
-    normalizer = None
+    interrupted = None
     t_start = time.perf_counter()
     try:
-        bar = tqdm(total=total, unit="frame", desc=f"ckd track {name}", disable=args.quiet, file=sys.stderr)
-        for idx, (rgb, tir_raw) in enumerate(zip(rgb_src, tir_src)):
-            if idx >= total:
-                break
-            if normalizer is None:
-                normalizer = _thermal_normalizer(args, tir_raw)
-            try:
-                tir = normalizer(tir_raw)
-                nonfinite_frames += normalizer.last_nonfinite > 0
-                result = tracker.initialize(rgb, tir, box) if idx == 0 else tracker.track(rgb, tir)
-            except ValueError as exc:
-                raise CKDError(f"frame {idx}: {exc}") from None
-            if idx > 0:
-                stage_ms.append(result.timing_ms)
-            boxes.append(result.box_xywh)
-            states.append(result.state.name)
-            if writer is not None:
-                shown = registration.warp_thermal(tir, rgb.shape)
-                writer.write(compose(rgb, shown, result.box_xywh, result.score, result.state, idx))
-            bar.update(1)
-        bar.close()
+        with interruptible():
+            bar = tqdm(total=total, unit="frame", desc=f"ckd track {source.name}", disable=args.quiet,
+                       file=sys.stderr)
+            for r in track_frames(tracker, source.frames, source.box, converter, args.max_frames):
+                if not results:
+                    out.provenance = _provenance(args, backend, tracker, converter, source)
+                    coverage = _coverage_summary(registration, r.rgb.shape, r.tir8.shape, source.box)
+                results.append(r)
+                if writer is not None:
+                    shown = registration.warp_thermal(r.tir8, r.rgb.shape)
+                    writer.write(compose(r.rgb, shown, r.box_xywh, r.score, r.state, r.index))
+                r.rgb = r.tir8 = None  # keep boxes, not frames
+                out.maybe_flush(results)
+                bar.update(1)
+            bar.close()
+    except KeyboardInterrupt as exc:
+        interrupted = exc
+    except CKDError as exc:  # a bad frame mid-run: keep what was tracked, marked partial, then report
+        if results:
+            out.write(results, "partial", f"stopped after {len(results)} frames by an error: {exc}")
+        raise
     finally:
         if writer is not None:
             writer.close()
@@ -270,22 +455,102 @@ def run_track(args) -> int:
         if close is not None:
             close()
     elapsed = time.perf_counter() - t_start
-    if not boxes:
-        raise CKDError("no frames were read")
-    _write_results(out_path, boxes, args.as_int)
-    summary = {"frames": len(boxes), "fps": round(len(boxes) / elapsed, 2), "result": str(out_path),
-               "lost_frames": states.count("LOST")}
+    if interrupted is not None:
+        name = signal_name(interrupted)
+        if not results:
+            print(f"ckd track: interrupted by {name} before the first frame; nothing written", file=sys.stderr)
+            return getattr(interrupted, "exit_code", 130)
+        of = f" of {total}" if total else ""
+        out.write(results, "partial", f"interrupted by {name} after {len(results)}{of} frames")
+        print(f"ckd track: interrupted by {name}: {len(results)}{of} frames tracked; their rows are in "
+              f"{out_path}, marked PARTIAL (see {provenance_path(out_path).name})", file=sys.stderr)
+        return getattr(interrupted, "exit_code", 130)
+    if not results:
+        raise FrameError("no frames were read")
+    out.write(results, "complete")
+    summary = {"frames": len(results), "fps": round(len(results) / elapsed, 2), "result": str(out_path),
+               "lost_frames": sum(r.state.name == "LOST" for r in results),
+               "nonfinite_frames": tracker.nonfinite_frames}
     for stage in ("preprocess", "inference", "postprocess"):
-        vals = [t[stage] for t in stage_ms if stage in t]
+        vals = [r.timing_ms[stage] for r in results[1:] if stage in r.timing_ms]
         if vals:
             summary[f"{stage}_ms"] = round(float(np.mean(vals)), 3)
     if args.video:
         summary["video"] = str(args.video)
+    summary["provenance"] = str(provenance_path(out_path))
     summary.update(coverage)
-    if nonfinite_frames:
-        print(f"ckd track: warning: {nonfinite_frames} thermal frames had NaN/inf pixels "
+    if converter.nonfinite_frames:
+        print(f"ckd track: warning: {converter.nonfinite_frames} thermal frames had NaN/inf pixels "
               "(shown as the cold end)", file=sys.stderr)
+    if tracker.nonfinite_frames:
+        print(f"ckd track: warning: the network returned NaN/inf maps on {tracker.nonfinite_frames} frames "
+              "(the track was held at the last good box; an FP16 engine that overflows does this: try fp32)",
+              file=sys.stderr)
     print(json.dumps(summary))
+    return 0
+
+
+def _bag_write_input(args):
+    """(frames iterable, GT boxes or None, frame count or None) for `ckd bag write`."""
+    from ckd_ros.frames.datasets import read_gt_file
+    from ckd_ros.frames.folders import FrameSource, detect_layout
+
+    chosen = [f for f, v in (("--sequence", args.sequence), ("--rgb/--thermal", args.rgb or args.thermal),
+                             ("--synthetic", args.synthetic is not None)) if v]
+    if len(chosen) != 1:
+        raise InputError("give one input: --sequence DIR, --rgb PATH --thermal PATH, or --synthetic SEED")
+    if args.frames is not None and args.frames < 1:
+        raise ParameterError(f"--frames must be at least 1, got {args.frames}")
+    if not args.fps > 0:
+        raise ParameterError(f"--fps must be > 0, got {args.fps}")
+    if args.synthetic is not None:
+        from ckd_ros.synthetic import make_sequence
+
+        m = re.fullmatch(r"(\d+)x(\d+)", args.size)
+        if m is None:
+            raise ParameterError(f"--size {args.size!r} must be WxH, e.g. 320x256")
+        try:
+            n = 60 if args.frames is None else args.frames
+            seq = make_sequence(args.synthetic, n, (int(m.group(1)), int(m.group(2))), args.scenario)
+        except ValueError as exc:
+            raise ParameterError(f"--synthetic: {exc}") from None
+        return zip(seq.rgb, seq.thermal16), [list(map(float, b)) for b in seq.boxes], len(seq)
+    gt_file = args.gt
+    if args.sequence is not None:
+        rgb_path, tir_path, found = detect_layout(args.sequence)
+        gt_file = gt_file or found
+    elif args.rgb is not None and args.thermal is not None:
+        rgb_path, tir_path = args.rgb, args.thermal
+    else:
+        raise InputError("--rgb needs --thermal (and the other way round)")
+    rgb_src, tir_src = FrameSource(rgb_path), FrameSource(tir_path, unchanged=True)
+    n = min(len(rgb_src), len(tir_src))
+    if args.frames is not None:
+        n = min(n, args.frames)
+    boxes = None
+    if gt_file is not None:
+        rows = read_gt_file(gt_file, corners=gt_file.name.startswith("groundTruth_"))
+        stride = 10 if len(rows) < len(rgb_src) and len(rows) == -(-len(rgb_src) // 10) else 1  # VTUAV: every 10th
+        boxes = [None] * n
+        for i, row in enumerate(rows):
+            if i * stride < n:
+                boxes[i * stride] = [float(v) for v in row]
+    frames = ((rgb, tir) for i, (rgb, tir) in enumerate(zip(rgb_src, tir_src)) if i < n)
+    return frames, boxes, n
+
+
+def run_bag_write(args) -> int:
+    from ckd_ros.frames.rosbag import write_bag
+
+    frames, boxes, n = _bag_write_input(args)
+    stamps = write_bag(args.out, frames, args.fps, boxes, rgb_topic=args.rgb_topic, thermal_topic=args.thermal_topic,
+                       gt_topic=args.gt_topic, rgb_frame_id=args.rgb_frame_id,
+                       thermal_frame_id=args.thermal_frame_id, start_ns=_stamp_ns(args.start))
+    if not stamps:
+        raise FrameError("no frames were read; nothing recorded")
+    print(json.dumps({"bag": str(args.out), "frames": len(stamps), "first_stamp": format_stamp(stamps[0]),
+                      "last_stamp": format_stamp(stamps[-1]), "topics": [args.rgb_topic, args.thermal_topic]
+                      + ([args.gt_topic] if boxes is not None else [])}))
     return 0
 
 

@@ -26,6 +26,12 @@ def hann2d(size: int) -> np.ndarray:
     return window
 
 
+def maps_finite(*maps: np.ndarray) -> bool:
+    """True when every value of every map is finite (no NaN/inf: an overflowed FP16 engine returns
+    NaN maps, the usual Jetson symptom; such a frame must not move the track, see `Tracker.track`)."""
+    return all(bool(np.isfinite(np.asarray(m)).all()) for m in maps)
+
+
 def decode(
     score_map: np.ndarray, size_map: np.ndarray, offset_map: np.ndarray
 ) -> Tuple[np.ndarray, float, int]:

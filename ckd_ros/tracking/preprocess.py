@@ -2,8 +2,12 @@
 
 `sample_target` reproduces `lib/train/data/processing_utils.py::sample_target` exactly: Python
 (half-to-even) `round` for the crop origin, the `+1` in the right/bottom pad, zero padding with
-`cv2.copyMakeBorder` and `cv2.resize(INTER_LINEAR)`. The only difference is speed: the padded
-copy is skipped when the crop lies inside the image (resizing the view gives identical bytes).
+`cv2.copyMakeBorder` and `cv2.resize(INTER_LINEAR)`. The only differences: the padded copy is
+skipped when the crop lies inside the image (resizing the view gives identical bytes), and memory is
+bounded by construction: a padded canvas larger than `MAX_CANVAS_BYTES` (a box far larger than the
+frame, which the official code would try to allocate) is never built; such crops are sampled
+directly from the frame with the same pixel-centre mapping (`cv2.warpAffine`, bilinear, zero
+border), which agrees with the padded resize to interpolation rounding.
 """
 from __future__ import annotations
 
@@ -12,6 +16,10 @@ from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
+
+#: largest zero-padded crop canvas (crop_sz^2 * channels * itemsize) built before resizing; a
+#: 1920x1080 frame with a full-frame box needs ~100 MB for its search crop (factor 4)
+MAX_CANVAS_BYTES = 160 << 20
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -55,6 +63,9 @@ def sample_target(
     r0, r1 = y1 + top, y2 - bottom
     c0, c1 = x1 + left, x2 - right
     resize_factor = output_sz / crop_sz
+    channels = im.shape[2] if im.ndim == 3 else 1
+    if crop_sz * crop_sz * channels * im.dtype.itemsize > MAX_CANVAS_BYTES:
+        return _sample_warped(im, x1, y1, crop_sz, output_sz, bottom > 0, right > 0), resize_factor
     if r0 < 0 or c0 < 0 or r1 <= r0 or c1 <= c0 or r1 > height or c1 > width:
         # The crop misses the image entirely (only possible for boxes outside the frame, which
         # the tracker rejects/clips). The official code would slice with negative indices here.
@@ -67,6 +78,24 @@ def sample_target(
     if crop.ndim == 2 and im.ndim == 3:  # cv2 drops a trailing 1-channel axis
         crop = crop[:, :, None]
     return crop, resize_factor
+
+
+def _sample_warped(im: np.ndarray, x1: int, y1: int, crop_sz: int, output_sz: int, drop_last_row: bool,
+                   drop_last_col: bool) -> np.ndarray:
+    """The crop of `sample_target` without the padded canvas: output pixel u samples canvas position
+    (u + 0.5) * crop_sz / output_sz - 0.5, i.e. frame position x1 + that (what cv2.resize does),
+    bilinear with zero outside. Memory: the output only. The official `+1` pad (the last frame
+    row/column becomes padding when the crop reaches past it) is kept."""
+    src = im[: im.shape[0] - 1 if drop_last_row else im.shape[0], : im.shape[1] - 1 if drop_last_col else im.shape[1]]
+    if src.shape[0] == 0 or src.shape[1] == 0:
+        return np.zeros((output_sz, output_sz) + im.shape[2:], dtype=im.dtype)
+    s = crop_sz / output_sz
+    m = np.array([[s, 0.0, x1 + 0.5 * s - 0.5], [0.0, s, y1 + 0.5 * s - 0.5]], dtype=np.float64)
+    crop = cv2.warpAffine(np.ascontiguousarray(src), m, (output_sz, output_sz),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if crop.ndim == 2 and im.ndim == 3:
+        crop = crop[:, :, None]
+    return crop
 
 
 def _build_lut() -> np.ndarray:

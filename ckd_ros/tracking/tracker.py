@@ -4,6 +4,11 @@ With default parameters every number follows the official `OSTrack_twobranch` tr
 crop once (never updated), search crop around the last box, Hann-windowed argmax decode, map
 back, clip. `lost_threshold` adds what a robot needs: a LOST state, during which the search
 stays at the last confident box instead of drifting with low-score guesses.
+
+Non-finite network outputs (NaN/inf maps, e.g. an FP16 engine that overflowed) never move the track:
+such a frame is reported with the last good box and score 0.0, counts as a low-score frame towards
+LOST (`lost_frames` in a row make the state LOST even with `lost_threshold` off), and is counted in
+`Tracker.nonfinite_frames`. No NaN/inf ever leaves the tracker.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ckd_ros.tracking.postprocess import clip_box, decode, map_box_back
+from ckd_ros.boxes import check_box
+from ckd_ros.tracking.postprocess import clip_box, decode, map_box_back, maps_finite
 from ckd_ros.tracking.preprocess import normalize, sample_target
 from ckd_ros.tracking.registration import Registration, check_registered_shapes
 
@@ -61,30 +67,10 @@ class TrackerParams:
 @dataclass
 class TrackResult:
     box_xywh: np.ndarray  # (4,) float64, RGB pixels
-    score: float  # raw score-map value at the selected cell (1.0 on initialize)
+    score: float  # raw score-map value at the selected cell (1.0 on initialize; 0.0 for non-finite maps)
     state: TrackState
     timing_ms: Dict[str, float] = field(default_factory=dict, compare=False, repr=False)
-
-
-def _check_box(box_xywh: Sequence[float], height: int, width: int) -> List[float]:
-    try:
-        box = [float(v) for v in np.asarray(box_xywh, dtype=np.float64).reshape(-1)]
-    except (TypeError, ValueError):
-        raise ValueError(f"box must be 4 numbers x, y, w, h, got {box_xywh!r}") from None
-    if len(box) != 4:
-        raise ValueError(f"box must be 4 numbers x, y, w, h (pixels), got {len(box)} values")
-    x, y, w, h = box
-    if not all(math.isfinite(v) for v in box):
-        raise ValueError(f"box {box} contains NaN or inf")
-    if w <= 0 or h <= 0:
-        raise ValueError(f"box {box} has zero or negative size; w and h must be > 0 pixels")
-    cx, cy = x + w / 2, y + h / 2
-    if not (0 <= cx < width and 0 <= cy < height):
-        raise ValueError(
-            f"box {box} is outside the {width}x{height} image (its centre ({cx:.1f}, {cy:.1f}) must lie "
-            "inside); boxes are x, y (top-left), w, h in RGB pixels"
-        )
-    return box
+    nonfinite: bool = False  # the network returned NaN/inf maps: the box is the last good one
 
 
 def _check_image(img, name: str, hint: str) -> None:
@@ -117,6 +103,9 @@ class Tracker:
         self.search_size = int(self.params.search_size or getattr(config, "search_size", None) or 256)
         self.last_timing: Dict[str, float] = {}
         self.last_search_crops = None  # (rgb, tir) uint8 crops of the last frame, for debugging
+        #: frames whose network maps held NaN/inf since this Tracker was made (node diagnostics,
+        #: `ckd track` summary); never reset by `reset`/`initialize`
+        self.nonfinite_frames = 0
         self.reset()
 
     # ---- state ---------------------------------------------------------------------------
@@ -153,9 +142,13 @@ class Tracker:
         return crop_rgb, crop_tir, resize_factor
 
     def initialize(self, rgb: np.ndarray, tir: np.ndarray, box_xywh: Sequence[float]) -> TrackResult:
-        """Set the target from a box (x, y, w, h) in RGB pixels; crops and stores the template."""
+        """Set the target from a box (x, y, w, h) in RGB pixels; crops and stores the template.
+
+        The box is validated by `ckd_ros.boxes.check_box` (finite, positive, overlapping the frame, at
+        most `MAX_BOX_TO_FRAME` times the frame): `BoxError` (a ValueError) otherwise.
+        """
         rgb, tir = self._prepare(rgb, tir)
-        box = _check_box(box_xywh, rgb.shape[0], rgb.shape[1])
+        box = check_box(box_xywh, rgb.shape[1], rgb.shape[0])
         t0 = time.perf_counter()
         z_rgb, z_tir, _ = self._crops(rgb, tir, box, self.params.template_factor, self.template_size)
         self.backend.set_template(normalize(z_rgb), normalize(z_tir))
@@ -182,18 +175,29 @@ class Tracker:
         maps = self.backend.infer_search(*inputs)
         t2 = time.perf_counter()
         try:
-            box_n, score, _ = decode(maps["score_map"], maps["size_map"], maps["offset_map"])
+            score_map, size_map, offset_map = maps["score_map"], maps["size_map"], maps["offset_map"]
+            finite = maps_finite(score_map, size_map, offset_map)
+            if finite:
+                box_n, score, _ = decode(score_map, size_map, offset_map)
         except (KeyError, ValueError) as exc:
             name = getattr(self.backend, "name", "?")
             raise RuntimeError(f"backend {name} returned bad maps: {exc}") from exc
-        # the official code uses the RGB crop's resize factor and the RGB frame size for both
-        box = clip_box(map_box_back(box_n, prev, self.search_size, resize_factor), height, width,
-                       CLIP_MARGIN)
-        self._update_state(box, score)
+        box = None
+        if finite:
+            # the official code uses the RGB crop's resize factor and the RGB frame size for both
+            box = clip_box(map_box_back(box_n, prev, self.search_size, resize_factor), height, width,
+                           CLIP_MARGIN)
+            finite = math.isfinite(score) and all(math.isfinite(v) for v in box)
+        if finite:
+            self._update_state(box, score)
+        else:
+            self.nonfinite_frames += 1
+            self._low_frame()
+            box, score = list(self._box), 0.0
         t3 = time.perf_counter()
         self.last_timing = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                             "postprocess": (t3 - t2) * 1e3}
-        return TrackResult(np.array(box), score, self._state, dict(self.last_timing))
+        return TrackResult(np.array(box), score, self._state, dict(self.last_timing), nonfinite=not finite)
 
     def _update_state(self, box: List[float], score: float) -> None:
         params = self.params
@@ -203,10 +207,16 @@ class Tracker:
             self._confident_box = box
             self._state = TrackState.TRACKING
             return
+        if not self._low_frame():
+            self._box = box  # a short dip (partial occlusion): keep following, as the official loop
+
+    def _low_frame(self) -> bool:
+        """Count one unconfident frame; True when the state is (now) LOST and the search is held at
+        the last confident box. Non-finite frames come here even with `lost_threshold` off."""
         self._low_count += 1
-        if self._state is TrackState.LOST or self._low_count >= params.lost_frames:
+        if self._state is TrackState.LOST or self._low_count >= self.params.lost_frames:
             # hold the search at the last confident box: low-score guesses would walk it away
             self._state = TrackState.LOST
             self._box = list(self._confident_box)
-        else:
-            self._box = box  # a short dip (partial occlusion): keep following, as the official loop
+            return True
+        return False

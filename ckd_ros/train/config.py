@@ -40,6 +40,9 @@ DEFAULTS: Dict[str, Any] = {
         "search": {"factor": 4.0, "center_jitter": 3.0, "scale_jitter": 0.25},
         "augment": {"grayscale": 0.05, "flip": 0.5, "brightness": 0.2, "crop_flip": 0.5},
         "num_workers": 0,
+        # unreadable frames (truncated/corrupt files) are skipped, counted and logged once; training
+        # aborts (one line) when more than this fraction of the training set's frames is unreadable
+        "max_unreadable_fraction": 0.1,
         "val": None,  # {datasets: [...], samples: N, every: epochs}
     },
     "loss": {
@@ -166,6 +169,13 @@ def validate(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if optim["amp"] not in (False, None, "fp16", "bf16"):
         raise CKDError("optim.amp must be false, 'fp16' or 'bf16'")
     data = cfg["data"]
+    try:
+        frac = float(data["max_unreadable_fraction"])
+    except (TypeError, ValueError):
+        frac = -1.0
+    if not 0.0 <= frac <= 1.0:
+        raise CKDError(f"data.max_unreadable_fraction must be a number in [0, 1], not "
+                       f"{data['max_unreadable_fraction']!r}")
     if not data["datasets"]:
         raise CKDError("data.datasets is empty: list at least one training set "
                        "(e.g. {type: synthetic, num_sequences: 8} or {type: lasher, root: /data/LasHeR/trainingset})")

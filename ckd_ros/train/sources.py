@@ -2,7 +2,12 @@
 
 Every source becomes a list of `TrainSequence` (frame loader + boxes + visibility), so the sampler does
 not care where frames come from. A "sequence provider" is any list of (rgb_frames, tir_frames, boxes)
-with frames indexable HxWx3 (or HxW thermal) uint8 arrays in RGB order and boxes (N, 4) x, y, w, h.
+with RGB frames indexable HxWx3 uint8 arrays in RGB order, thermal frames in any form the thermal
+conversion takes (HxW uint8/uint16/float, or 8-bit colour) and boxes (N, 4) x, y, w, h.
+
+Frames are read and converted by `ckd_ros.frames` exactly as `ckd track`, `ckd benchmark` and the node
+do: `read_rgb` / `read_thermal_raw` and the one thermal conversion with the shared default settings
+(`ckd_ros.frames.thermal.DEFAULT_THERMAL`), so training sees the inputs the deployed tracker sees.
 """
 from __future__ import annotations
 
@@ -10,64 +15,56 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
 from ckd_ros.errors import CKDError
+from ckd_ros.frames.datasets import DATASETS
 from ckd_ros.frames.folders import parse_box_row
+from ckd_ros.frames.reader import list_images, read_rgb, read_thermal
+from ckd_ros.frames.thermal import default_normalizer
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-# kind -> (RGB folder names, thermal folder names, GT file names, GT row stride in frames)
+# kind -> (RGB folder names, thermal folder names, GT file names, GT row stride in frames); the image
+# folder names are the benchmark readers' (`ckd_ros.frames.datasets`), the GT files those of training sets
+_TRAIN_GT = {"lasher": (("init.txt", "visible.txt"), 1), "rgbt234": (("init.txt", "visible.txt"), 1),
+             "rgbt210": (("init.txt",), 1), "gtot": (("init.txt",), 1),
+             "vtuav": (("rgb.txt",), 10)}  # VTUAV: one box every 10th frame
 LAYOUTS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...], int]] = {
-    "lasher": (("visible",), ("infrared",), ("init.txt", "visible.txt"), 1),
-    "rgbt234": (("visible",), ("infrared",), ("init.txt", "visible.txt"), 1),
-    "rgbt210": (("visible",), ("infrared",), ("init.txt",), 1),
-    "gtot": (("v",), ("i",), ("init.txt",), 1),
-    "vtuav": (("rgb",), ("ir", "ir_gray"), ("rgb.txt",), 10),  # VTUAV: one box every 10th frame
-}
+    kind: (DATASETS[kind].image_dirs[0], DATASETS[kind].image_dirs[1]) + gt for kind, gt in _TRAIN_GT.items()}
 
 
 class ArrayFrames:
-    """Frames held in memory (lists or N x H x W [x 3] arrays)."""
+    """Frames held in memory (lists or N x H x W [x C] arrays); thermal through the one conversion.
+
+    Returns (HxWx3 uint8 RGB, thermal uint8: HxW when gray - replicated to 3 channels after cropping,
+    same bytes, less work - or HxWx3 for 8-bit colour thermal).
+    """
 
     def __init__(self, rgb: Sequence[np.ndarray], tir: Sequence[np.ndarray]):
         self.rgb, self.tir = rgb, tir
+        self.normalizer = default_normalizer()
 
     def __call__(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
         rgb, tir = np.asarray(self.rgb[i]), np.asarray(self.tir[i])
         if tir.ndim == 3 and tir.shape[2] == 1:
             tir = tir[:, :, 0]  # H x W x 1 thermal: treated as gray
-        return rgb, tir
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img
-    # 16-bit radiometric thermal: a per-frame 1-99 percentile stretch, like a camera's AGC
-    lo, hi = np.percentile(img, (1, 99))
-    return np.clip((img.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
-
-
-def read_image(path: pathlib.Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise CKDError(f"cannot read image {path} (corrupt or unsupported)")
-    img = _to_uint8(img)
-    if img.ndim == 2:
-        return img  # gray thermal: replicated to 3 channels after cropping (same bytes, less work)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return rgb, self.normalizer.convert(tir, keep_gray=True)
 
 
 class FileFrames:
-    """Frames read from image files on demand (OpenCV, converted to RGB order as the official loader)."""
+    """Frames read from image files on demand by `ckd_ros.frames.reader` (the tracker's reader).
+
+    Unreadable files raise `FrameError` naming the file (the training set skips and counts them).
+    """
 
     def __init__(self, rgb: Sequence[pathlib.Path], tir: Sequence[pathlib.Path]):
         self.rgb, self.tir = list(rgb), list(tir)
+        self.normalizer = default_normalizer()
 
     def __call__(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
-        return read_image(self.rgb[i]), read_image(self.tir[i])
+        return read_rgb(self.rgb[i]), read_thermal(self.tir[i], self.normalizer, keep_gray=True)
+
+    def paths(self, i: int) -> Tuple[pathlib.Path, pathlib.Path]:
+        return self.rgb[i], self.tir[i]
 
 
 @dataclass
@@ -111,10 +108,6 @@ def synthetic_sequences(num_sequences: int = 8, num_frames: int = 100, size=(320
     return out
 
 
-def _images(folder: pathlib.Path) -> List[pathlib.Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-
-
 def _read_boxes(path: pathlib.Path) -> np.ndarray:
     rows = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -142,7 +135,7 @@ def folder_sequence(kind: str, seq_dir: pathlib.Path) -> TrainSequence:
     if rgb_dir is None or tir_dir is None or gt is None:
         raise CKDError(f"{seq_dir} is not a {kind} sequence (needs {rgb_names[0]}/, {tir_names[0]}/ and "
                        f"{gt_names[0]})")
-    rgb, tir = _images(rgb_dir), _images(tir_dir)
+    rgb, tir = list_images(rgb_dir), list_images(tir_dir)
     boxes = _read_boxes(gt)
     visible = _visible(boxes)
     absence = seq_dir / "absence.label"

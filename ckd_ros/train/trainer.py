@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ckd_ros.errors import CKDError
 from ckd_ros.train import checkpointing, distributed
 from ckd_ros.train.config import load_config, model_config
-from ckd_ros.train.dataset import PairDataset, build_augment, build_specs
+from ckd_ros.train.dataset import PairDataset, UnreadableFrames, build_augment, build_specs
 from ckd_ros.train.masking import search_keep_mask, step_generator
 from ckd_ros.train.model import CKDTrainingModel
 from ckd_ros.train.objective import ckd_objective, needs_block_outputs
@@ -144,6 +144,7 @@ class Trainer:
                                    self.model_config.patch_size, seed, self.dist.rank,
                                    int(data["max_sample_interval"]), int(data["min_sequence_length"]))
         self.loader = self._loader(self.dataset, batch)
+        self.unreadable = UnreadableFrames(self.dataset, float(data["max_unreadable_fraction"]), self.log)
         self.val = self._build_val(data.get("val"), specs, batch)
         self.log(f"[ckd train] stage {cfg['stage']}, model {self.deploy_config.name} "
                  f"(embed {self.model_config.embed_dim}, depth {self.model_config.depth}, "
@@ -297,6 +298,7 @@ class Trainer:
                 t_last, sums, n = time.perf_counter(), {}, 0
                 try:
                     for batch in loader:
+                        self.unreadable.update(batch)  # skipped damaged frames: logged once, abort above the limit
                         stats = self.train_step(batch)
                         now = time.perf_counter()
                         stats["time/iter_s"], t_last = now - t_last, now
@@ -322,8 +324,9 @@ class Trainer:
                 means = distributed.mean_over_ranks({k: v / max(n, 1) for k, v in sums.items()}, self.dist)
                 summary = ", ".join(f"{k} {means[k]:.4f}" for k in ("loss/total", "loss/student", "loss/style",
                                                                       "loss/content", "iou/student") if k in means)
+                skipped = self.unreadable.summary()
                 self.log(f"[ckd train] epoch {epoch}/{epochs}: {summary}; {means.get('time/iter_s', 0):.3f} s/iter, "
-                         f"peak RSS {_peak_rss_mb():.0f} MB")
+                         f"peak RSS {_peak_rss_mb():.0f} MB" + (f"; {skipped}" if skipped else ""))
                 self._close_bar()
                 if self.val is not None and epoch % self.val["every"] == 0:
                     val = self.validate()
