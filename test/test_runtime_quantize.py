@@ -162,3 +162,22 @@ def test_int8_graph_is_accepted_by_tensorrt_onnx_parsers(demo_int8, trt_version)
     assert set(int8) <= set(fp32)  # quantization adds nothing the parser rejects
     if trt_version.startswith("10."):
         assert int8 == []
+
+
+def test_cli_quantize_calibrates_from_a_bag(tmp_path, capsys):
+    """Calibration frames from a rosbag2 file go through `ckd track`'s input options (one frame layer)."""
+    pytest.importorskip("rosbags", reason="rosbags (requirements/dev.txt) reads bags")
+    from ckd_ros.synthetic import make_sequence, write_sequence
+
+    seq_dir = tmp_path / "seq"
+    write_sequence(make_sequence(78, num_frames=5, size=(320, 256), scenario="clean"), seq_dir)
+    bag = tmp_path / "calib_bag"
+    assert main(["bag", "write", str(bag), "--sequence", str(seq_dir), "--fps", "10"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "bag_int8.onnx"
+    rc = main(["quantize", str(DEMO), "-o", str(out), "--calib", "sequence", "--bag", str(bag),
+               "--frames", "5", "--threads", "1", "--json", str(tmp_path / "q.json")])
+    assert rc == 0 and capsys.readouterr().out.strip() == str(out)
+    record = json.loads((tmp_path / "q.json").read_text())
+    assert record["calibration"]["source"] == "sequence calib_bag"
+    assert record["calibration"]["samples"] == 3 and record["error_vs_fp32"]["samples"] == 1

@@ -77,7 +77,7 @@ class TrackerSpec:
         return kind, precision
 
     def thermal(self):
-        from ckd_ros.tracking.cli import ThermalConverter
+        from ckd_ros.frames.thermal import ThermalConverter
 
         return ThermalConverter(self.thermal_norm)
 
@@ -268,7 +268,7 @@ def _thermal_of(spec):
     make = getattr(spec, "thermal", None)
     if make is not None:
         return make()
-    from ckd_ros.tracking.cli import ThermalConverter
+    from ckd_ros.frames.thermal import ThermalConverter
 
     return ThermalConverter("auto")
 

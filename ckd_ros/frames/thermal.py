@@ -30,11 +30,12 @@ Non-finite pixels (NaN / inf) are treated as the low end of the range (black, wh
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from ckd_ros.errors import ParameterError
 from ckd_ros.frames.reader import ImageConversionError
 
 METHODS = ("auto", "percentile", "minmax", "fixed", "none")
@@ -245,3 +246,34 @@ def agc_floor(lo: float, hi: float, vmin: float, vmax: float, min_span: float) -
 def default_normalizer() -> ThermalNormalizer:
     """A new `ThermalNormalizer` with the shared default settings (`DEFAULT_THERMAL`)."""
     return ThermalNormalizer(**DEFAULT_THERMAL)
+
+
+class ThermalConverter:
+    """The thermal conversion of `ckd track` and `ckd benchmark`: the frame layer's `ThermalNormalizer`
+    with the command's options (default 'auto', the shared default: 8-bit as is, the percentile
+    stretch otherwise), counting frames that held NaN/inf pixels and remembering what 'auto' resolved
+    to (for provenance). Bad options raise `ParameterError`."""
+
+    def __init__(self, method: str = "auto", percentiles=(1.0, 99.0), value_range=None, invert: bool = False):
+        try:
+            self.normalizer = ThermalNormalizer(method, percentiles=percentiles, value_range=value_range,
+                                                invert=invert)
+        except ValueError as exc:
+            raise ParameterError(f"thermal options: {exc}") from None
+        self.resolved: Optional[str] = None
+        self.nonfinite_frames = 0
+
+    def __call__(self, tir: np.ndarray) -> np.ndarray:
+        n = self.normalizer
+        if self.resolved is None:
+            self.resolved = n.resolved_method(np.asarray(tir))
+        out = n(tir)
+        self.nonfinite_frames += n.last_nonfinite > 0
+        return out
+
+    def describe(self) -> Dict[str, object]:
+        """For provenance: the settings, and the method 'auto' resolved to (once a frame was seen)."""
+        n = self.normalizer
+        return {"method": n.method, "resolved": self.resolved, "percentiles": list(n.percentiles),
+                "value_range": None if n.value_range is None else list(n.value_range), "invert": bool(n.invert),
+                "min_span": getattr(n, "min_span", None)}

@@ -12,19 +12,17 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from ckd_ros.errors import BoxError, CKDError, FrameError, InputError, ParameterError
+from ckd_ros.frames.thermal import ThermalConverter
 from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 
 THERMAL_CHOICES = ("auto", "minmax", "percentile", "fixed", "none")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "track", help="track one RGB-T sequence offline and write a result file",
-        description="Run a CKD backend over a pair of image folders or videos, a dataset sequence or a rosbag2 "
-                    "file from an initial box. Writes one 'x y w h' row per frame (row 1 = initial box; bag "
-                    "inputs: 'stamp x y w h'), a provenance file beside it, optionally an overlay video. "
-                    "Ctrl-C/SIGTERM keeps the rows tracked so far, marked PARTIAL.")
-    src = p.add_argument_group("input")
+def add_input_arguments(parser) -> None:
+    """The input options of every command that tracks frames (`ckd track`, `ckd quantize`'s calibration):
+    --sequence | --rgb/--thermal | --bag (+ topics, --init-stamp, --slop, --queue-size), --init.
+    `open_input(args)` turns them into a `TrackInput`."""
+    src = parser.add_argument_group("input")
     src.add_argument("--sequence", type=pathlib.Path, metavar="DIR",
                      help="dataset sequence folder (visible/+infrared/, v/+i/, rgb/+ir/ ...; "
                           "first GT row of init.txt / rgb.txt / groundTruth_v.txt = initial box)")
@@ -49,7 +47,17 @@ def register(subparsers) -> None:
                      help="--bag: messages per stream the pairing keeps (the node's sync.queue_size)")
     src.add_argument("--init", nargs="+", metavar="BOX",
                      help="initial box in RGB pixels: 'x,y,w,h' or four numbers (default: first GT row)")
-    src.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "track", help="track one RGB-T sequence offline and write a result file",
+        description="Run a CKD backend over a pair of image folders or videos, a dataset sequence or a rosbag2 "
+                    "file from an initial box. Writes one 'x y w h' row per frame (row 1 = initial box; bag "
+                    "inputs: 'stamp x y w h'), a provenance file beside it, optionally an overlay video. "
+                    "Ctrl-C/SIGTERM keeps the rows tracked so far, marked PARTIAL.")
+    add_input_arguments(p)
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     out = p.add_argument_group("output")
     out.add_argument("--out", type=pathlib.Path, default=None,
                      help="result file (default: <sequence name>.txt in the current folder)")
@@ -213,7 +221,9 @@ class TrackInput:
     description: Dict[str, str] = field(default_factory=dict)
 
 
-def _inputs(args) -> TrackInput:
+def open_input(args) -> TrackInput:
+    """The frames, initial box and name of the input options (`add_input_arguments`); InputError/BoxError
+    for a missing, ambiguous or unreadable input."""
     from ckd_ros.frames.folders import FrameSource, detect_layout, read_first_box
 
     given = [flag for flag, v in (("--sequence", args.sequence), ("--bag", args.bag)) if v is not None]
@@ -282,39 +292,6 @@ def _stamp_ns(value: Optional[str]) -> Optional[int]:
 def format_stamp(stamp_ns: int) -> str:
     """int nanoseconds -> 'sec.nanosec' (exact; what result rows of bag inputs start with)."""
     return f"{stamp_ns // 10**9}.{stamp_ns % 10**9:09d}"
-
-
-class ThermalConverter:
-    """The thermal conversion of `ckd track` and `ckd benchmark`: the frame layer's `ThermalNormalizer`
-    with the command's options (default 'auto', the shared default: 8-bit as is, the percentile
-    stretch otherwise), counting frames that held NaN/inf pixels and remembering what 'auto' resolved
-    to (for provenance). Bad options raise `ParameterError`."""
-
-    def __init__(self, method: str = "auto", percentiles=(1.0, 99.0), value_range=None, invert: bool = False):
-        from ckd_ros.frames.thermal import ThermalNormalizer
-
-        try:
-            self.normalizer = ThermalNormalizer(method, percentiles=percentiles, value_range=value_range,
-                                                invert=invert)
-        except ValueError as exc:
-            raise ParameterError(f"thermal options: {exc}") from None
-        self.resolved: Optional[str] = None
-        self.nonfinite_frames = 0
-
-    def __call__(self, tir: np.ndarray) -> np.ndarray:
-        n = self.normalizer
-        if self.resolved is None:
-            self.resolved = n.resolved_method(np.asarray(tir))
-        out = n(tir)
-        self.nonfinite_frames += n.last_nonfinite > 0
-        return out
-
-    def describe(self) -> Dict[str, object]:
-        """For provenance: the settings, and the method 'auto' resolved to (once a frame was seen)."""
-        n = self.normalizer
-        return {"method": n.method, "resolved": self.resolved, "percentiles": list(n.percentiles),
-                "value_range": None if n.value_range is None else list(n.value_range), "invert": bool(n.invert),
-                "min_span": getattr(n, "min_span", None)}
 
 
 def result_lines(results: Sequence, as_int: bool, stamped: bool) -> List[str]:
@@ -403,7 +380,7 @@ def run_track(args) -> int:
     from ckd_ros.tracking.registration import Registration
     from ckd_ros.tracking.tracker import Tracker, TrackerParams
 
-    source = _inputs(args)
+    source = open_input(args)
     registration = load_homography(args.homography) if args.homography else Registration.identity()
     coverage: dict = {}
     try:

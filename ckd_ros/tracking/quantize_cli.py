@@ -46,23 +46,22 @@ def record_synthetic(backend: Backend, *, scenarios: Sequence[str] = SYNTHETIC_S
     return rec.samples
 
 
-def record_sequence(backend: Backend, rgb_src, tir_src, box, *, frames: int = 200,
+def record_sequence(backend: Backend, pairs, box, *, frames: int = 200,
                     thermal_norm: Optional[str] = None) -> List[Dict[str, np.ndarray]]:
-    """Network inputs of the tracker over an RGB + thermal frame source pair from `box` (x, y, w, h)."""
+    """Network inputs of the tracker over (rgb, thermal as stored[, stamp]) pairs from `box` (x, y, w, h),
+    thermal through the one default conversion (or `thermal_norm`); at most `frames` pairs."""
     from ckd_ros.frames.thermal import ThermalNormalizer, default_normalizer
 
     rec = InputRecorder(backend)
-    norm = None
-    pairs = []
-    for idx, (rgb, tir) in enumerate(zip(rgb_src, tir_src)):
+    norm = ThermalNormalizer(thermal_norm) if thermal_norm else default_normalizer()
+    taken = []
+    for idx, pair in enumerate(pairs):
         if idx >= frames:
             break
-        if norm is None:
-            norm = ThermalNormalizer(thermal_norm) if thermal_norm else default_normalizer()
-        pairs.append((rgb, tir))
-    if not pairs:
+        taken.append((pair[0], pair[1]))
+    if not taken:
         raise InputError("the calibration source has no frames")
-    _track(rec, pairs, box, norm)
+    _track(rec, taken, box, norm)
     return rec.samples
 
 
@@ -113,13 +112,13 @@ def _check_before_calibrating(args, out: pathlib.Path) -> None:
     parent = out.parent if str(out.parent) else pathlib.Path(".")
     if not parent.is_dir() or not os.access(str(parent), os.W_OK):
         raise InputError(f"cannot write {out}: {parent} is not a writable folder; choose another --output")
-    if args.calib == "sequence":
-        for flag, value in (("--sequence", args.sequence), ("--rgb", args.rgb), ("--thermal", args.thermal)):
-            if value and not os.path.exists(value):
-                raise InputError(f"{flag} {value} does not exist; give a sequence folder or --rgb/--thermal "
-                                 "folders or videos")
-        if not args.sequence and not (args.rgb and args.thermal):
-            raise InputError("--calib sequence needs --sequence DIR or --rgb and --thermal")
+    if args.calib == "sequence" and not (args.sequence or args.bag or (args.rgb and args.thermal)):
+        raise InputError("--calib sequence needs --sequence DIR, --bag PATH, or --rgb and --thermal")
+    for flag, value in (("--sequence", args.sequence), ("--rgb", args.rgb), ("--thermal", args.thermal),
+                        ("--bag", args.bag)):
+        if args.calib == "sequence" and value and not os.path.exists(str(value)):
+            raise InputError(f"{flag} {value} does not exist; give an existing sequence folder, bag, or "
+                             "--rgb/--thermal folders or videos")
 
 
 def _calibration_samples(args, backend):
@@ -129,17 +128,12 @@ def _calibration_samples(args, backend):
         return samples, {"source": "synthetic", "scenarios": scenarios, "frames_per_scene": args.frames,
                          "seeds": f"{CALIB_SEED_BASE}..{CALIB_SEED_BASE + len(scenarios) - 1}"}
     if args.calib == "sequence":
-        import argparse
+        from ckd_ros.tracking.cli import open_input
 
-        from ckd_ros.tracking.cli import _inputs
-
-        ns = argparse.Namespace(sequence=args.sequence and pathlib.Path(args.sequence),
-                                rgb=args.rgb and pathlib.Path(args.rgb),
-                                thermal=args.thermal and pathlib.Path(args.thermal), init=args.init)
-        name, rgb_src, tir_src, box = _inputs(ns)
-        samples = record_sequence(backend, rgb_src, tir_src, box, frames=args.frames)
-        return samples, {"source": f"sequence {name}", "path": str(args.sequence or args.rgb),
-                         "init_box": [float(v) for v in box], "frames": args.frames}
+        source = open_input(args)
+        samples = record_sequence(backend, source.frames, source.box, frames=args.frames)
+        return samples, {"source": f"sequence {source.name}", "input": dict(source.description),
+                         "init_box": [float(v) for v in source.box], "frames": args.frames}
     raise InputError("static quantization needs calibration data: --calib synthetic or --calib sequence")
 
 
@@ -157,13 +151,13 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=METHODS, default="static",
                    help="static: calibrated QDQ (ONNX Runtime + TensorRT); dynamic: MatMul/Gemm, no calibration")
     p.add_argument("--calib", choices=("synthetic", "sequence", "none"), default="synthetic",
-                   help="calibration source: the synthetic scenes (default) or --sequence/--rgb+--thermal")
+                   help="calibration source: the synthetic scenes (default) or the input options below (sequence, "
+                   "--rgb/--thermal, --bag)")
     p.add_argument("--scenarios", help="synthetic scenarios, comma-separated (default: all eight)")
     p.add_argument("--frames", type=int, default=24, help="frames per synthetic scene / of the sequence")
-    p.add_argument("--sequence", help="dataset sequence folder (visible/+infrared/ ...; first GT row = box)")
-    p.add_argument("--rgb", help="RGB image folder or video (with --thermal and --init)")
-    p.add_argument("--thermal", help="thermal image folder or video")
-    p.add_argument("--init", nargs="+", metavar="BOX", help="initial box x,y,w,h (default: first GT row)")
+    from ckd_ros.tracking.cli import add_input_arguments
+
+    add_input_arguments(p)  # --calib sequence: the same inputs as `ckd track` (folders, videos, bags)
     p.add_argument("--exclude", help="further node names to keep FP32, comma-separated")
     p.add_argument("--int8-head", action="store_true", help="quantize the box head too (default FP32: measured "
                    "half the map error at a few %% of the FLOPs)")
