@@ -1,5 +1,5 @@
 """rosbag2 as a frame source and sink (`rosbags`): round trips of pixels, stamps and ground truth, MCAP and
-sqlite3, raw and compressed images, the node's pairing rule, and `ckd track --bag` = `ckd track --sequence`."""
+sqlite3, raw and compressed images, the node's synchroniser on bags, and `ckd track --bag` = `ckd track --sequence`."""
 from __future__ import annotations
 
 import random
@@ -11,7 +11,6 @@ import pytest
 import ckd_ros.tracking.cli as track_cli
 from ckd_ros.cli import main
 from ckd_ros.errors import CKDError
-from ckd_ros.frames.pairing import ApproximatePairer, match_approximate
 from ckd_ros.frames.rosbag import BagPairs, read_ground_truth, typestore, write_bag
 from ckd_ros.runtime.base import Backend
 from conftest import require_module
@@ -91,64 +90,64 @@ def test_sqlite3_bags_and_compressed_images(tmp_path):
         BagPairs(tmp_path / "missing")
 
 
-def test_pairing_rule_offsets_drops_and_loops():
-    pairer = ApproximatePairer(slop_s=0.03, queue_size=3)
-    ms = 1_000_000
-    out = [pairer.add(0, 0, "r0"), pairer.add(1, 29 * ms, "t0"),  # 29 ms apart: paired
-           pairer.add(0, 100 * ms, "r1"), pairer.add(1, 130 * ms, "t1"),  # exactly the slop: not paired
-           pairer.add(0, 131 * ms, "r2")]  # pairs with t1 (1 ms), r1 waits
-    assert out[0] is None and out[1] == ("r0", "t0", 0, 29 * ms) and out[2] is None and out[3] is None
-    assert out[4] == ("r2", "t1", 131 * ms, 130 * ms)
-    assert pairer.add(0, 50 * ms, "back") is None and pairer.resets == 1  # stamps went backwards: start over
-    assert pairer.add(1, 50 * ms, "t") == ("back", "t", 50 * ms, 50 * ms)
-    queues = ({1: "a", 5: "b"}, {4: "x"})
-    assert match_approximate(queues, 1, 4, 3) == [5, 4]  # nearest first
-    assert match_approximate(queues, 1, 4, 1) is None
+def _timed_bag(path, events):
+    """A bag of mono8 8x8 images: events = [(topic, header stamp ns, recording time ns, tag)]; the tag is
+    the image's first pixel (0..255) so pairs can be identified after decoding."""
+    from rosbags.rosbag2 import Writer
+
+    store = typestore()
+    T = store.types
+    with Writer(path, version=8) as writer:
+        conns = {t: writer.add_connection(t, "sensor_msgs/msg/Image", typestore=store)
+                 for t in ("/rgb/image", "/thermal/image")}
+        for topic, stamp, record, tag in sorted(events, key=lambda e: e[2]):
+            hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                                                 nanosec=stamp % 10**9), frame_id="f")
+            data = np.full(64, tag, dtype=np.uint8)
+            msg = T["sensor_msgs/msg/Image"](header=hdr, height=8, width=8, encoding="mono8", is_bigendian=0,
+                                             step=8, data=data)
+            writer.write(conns[topic], record, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
 
 
-@pytest.mark.ros
-def test_pairing_rule_is_message_filters_rule():
-    """Random stamps, drops and stream latencies through message_filters' own ApproximateTimeSynchronizer,
-    the node's synchroniser (which calls `match_approximate`) and ApproximatePairer give the same pairs
-    (stamps rise within each stream, as the node's stamp guard ensures)."""
-    import message_filters
-    from builtin_interfaces.msg import Time
-    from std_msgs.msg import Header
+def _tags(pairs):
+    return [(int(rgb[0, 0, 0]), int(tir[0, 0])) for rgb, tir, _ in pairs]
 
-    from ckd_ros.node.input_sync import StampSynchronizer
 
-    class Msg:
-        def __init__(self, ns, tag):
-            self.header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9))
-            self.tag = tag
+def test_bag_pairing_is_the_node_synchroniser(tmp_path):
+    """Bags pair with the node's own TimeSync, the recording time standing in for arrival time: a thermal
+    core recorded 0.4 s late pairs every frame with the defaults (the node's sync.max_delay 0.5 s), a
+    too-short max_delay drops them, a constant stamp offset needs sync.thermal_offset, jitter below the
+    slop pairs nearest-first, and the pairs equal TimeSync fed the same messages directly."""
+    from ckd_ros.frames.pairing import TimeSync
 
-    rnd = random.Random(5)
-    total = 0
-    for trial in range(20):
-        slop_s, queue = rnd.choice([0.005, 0.02, 0.03]), rnd.choice([1, 2, 5, 10])
-        events = []
-        for k in range(60):
-            base = 10**9 + k * 33_000_000
-            events.append((0, base + rnd.randint(-3, 3) * 4_000_000))
-            if rnd.random() > 0.1:
-                events.append((1, base + rnd.randint(-3, 3) * 5_000_000))
-        latency = [rnd.randint(0, 80_000_000), rnd.randint(0, 80_000_000)]
-        events.sort(key=lambda e: e[1] + latency[e[0]])  # arrival order: stamp + each stream's latency
-        ours, theirs, node = [], [], []
-        inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
-        for cls, out in ((message_filters.ApproximateTimeSynchronizer, theirs), (StampSynchronizer, node)):
-            sync = cls(inputs, queue, slop_s)
-            sync.registerCallback(lambda a, b, out=out: out.append((a.tag, b.tag)))
-        pairer = ApproximatePairer(slop_s, queue)
-        for i, (stream, ns) in enumerate(events):
-            tag = f"{stream}:{ns}:{i}"
-            inputs[stream].signalMessage(Msg(ns, tag))
-            got = pairer.add(stream, ns, tag)
-            if got is not None:
-                ours.append(got[:2])
-        assert ours == theirs == node, (trial, slop_s, queue)
-        total += len(ours)
-    assert total > 300  # most frames paired: the comparison has something to compare
+    ms, t0 = 1_000_000, 1_700_000_000 * 10**9
+    rnd = random.Random(3)
+    late, offset, jitter = [], [], []
+    for k in range(30):
+        ns = t0 + k * 100 * ms
+        late += [("/rgb/image", ns, ns + 5 * ms, k), ("/thermal/image", ns + 2 * ms, ns + 400 * ms, k)]
+        offset += [("/rgb/image", ns, ns, k), ("/thermal/image", ns + 250 * ms, ns + 1 * ms, k)]
+        jitter += [("/rgb/image", ns, ns + rnd.randint(0, 30) * ms, k),
+                   ("/thermal/image", ns + rnd.randint(-12, 12) * ms, ns + rnd.randint(0, 60) * ms, k)]
+    for name, events in (("late", late), ("offset", offset), ("jitter", jitter)):
+        _timed_bag(tmp_path / name, events)
+    want = [(k, k) for k in range(30)]
+    assert _tags(BagPairs(tmp_path / "late")) == want
+    assert len(list(BagPairs(tmp_path / "late", max_delay_s=0.1))) < 3  # queue too short: partners expire
+    assert list(BagPairs(tmp_path / "offset")) == []  # 250 ms offset: 50 ms from any RGB stamp, beyond the slop
+    assert _tags(BagPairs(tmp_path / "offset", thermal_offset_s=-0.25)) == want
+    got = _tags(BagPairs(tmp_path / "jitter"))
+    assert got == want
+    # the same messages straight into TimeSync (the node's object) give the same pairs
+    now = [0.0]
+    direct = []
+    sync = TimeSync(0.03, 0.5, direct.append, clock=lambda: now[0])
+    for topic, stamp, record, tag in sorted(jitter, key=lambda e: e[2]):
+        now[0] = record / 1e9
+        sync.add("rgb" if topic == "/rgb/image" else "thermal", tag, stamp)
+    assert [(p.rgb, p.thermal) for p in direct] == got
+    with pytest.raises(CKDError, match="slop > 0"):
+        BagPairs(tmp_path / "late", slop_s=0.0)
 
 
 class StillBackend(Backend):

@@ -1,8 +1,9 @@
 """rosbag2 files (sqlite3 and MCAP) as a frame source and a sink, through the `rosbags` library.
 
 `BagPairs` reads an RGB and a thermal topic (sensor_msgs/Image or CompressedImage), pairs them by
-header stamp with the node's rule (`frames.pairing.ApproximatePairer`, the node's `sync.slop` and
-`sync.queue_size`) and converts with the node's own code (`frames.ros_image`: every encoding the node
+header stamp with the node's own synchroniser (`frames.pairing.TimeSync`, the node's `sync.slop`,
+`sync.max_delay` and `sync.thermal_offset`, the recording time standing in for arrival time) and
+converts with the node's own code (`frames.ros_image`: every encoding the node
 accepts). `write_bag` records any frame sequence as MCAP: sensor_msgs/Image `rgb8` RGB, `mono8` /
 `mono16` thermal (as stored), header stamps at the sequence's frame rate, frame ids, and the ground
 truth as vision_msgs/Detection2DArray (the node's detection layout) on a third topic.
@@ -17,7 +18,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ckd_ros.errors import DependencyError, FrameError, InputError
+from ckd_ros.errors import DependencyError, FrameError, InputError, ParameterError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -98,13 +99,15 @@ class BagPairs:
     """
 
     def __init__(self, path, rgb_topic: str = "/rgb/image", thermal_topic: str = "/thermal/image",
-                 slop_s: float = 0.03, queue_size: int = 10, start_ns: Optional[int] = None) -> None:
-        from ckd_ros.frames.pairing import ApproximatePairer
-
-        ApproximatePairer(slop_s, queue_size)  # checks the values now
+                 slop_s: float = 0.03, max_delay_s: float = 0.5, start_ns: Optional[int] = None,
+                 thermal_offset_s: float = 0.0) -> None:
+        if not (slop_s > 0 and max_delay_s > 0):
+            raise ParameterError(f"bag pairing needs slop > 0 and max_delay > 0 s (got {slop_s}, {max_delay_s}); "
+                                 "use the node's sync.slop / sync.max_delay values")
         self.path = pathlib.Path(path)
         self.rgb_topic, self.thermal_topic = rgb_topic, thermal_topic
-        self.slop_s, self.queue_size, self.start_ns = slop_s, queue_size, start_ns
+        self.slop_s, self.max_delay_s, self.start_ns = slop_s, max_delay_s, start_ns
+        self.thermal_offset_s = thermal_offset_s
         reader = _open_reader(self.path)
         try:
             rgb = _connection(reader, rgb_topic, (IMAGE, COMPRESSED), self.path)
@@ -120,7 +123,7 @@ class BagPairs:
         return self.rgb_count
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, np.ndarray, Tuple[int, int]]]:
-        from ckd_ros.frames.pairing import ApproximatePairer
+        from ckd_ros.frames.pairing import TimeSync
         from ckd_ros.frames.ros_image import (
             ImageConversionError,
             NumpyImageConverter,
@@ -131,29 +134,35 @@ class BagPairs:
         )
 
         store = typestore()
-        pairer = ApproximatePairer(self.slop_s, self.queue_size)
+        ready: List = []
+        record_s = [0.0]  # the bag's recording time plays the node's arrival clock
+        pairer = TimeSync(self.slop_s, self.max_delay_s, ready.append, thermal_offset_s=self.thermal_offset_s,
+                          clock=lambda: record_s[0])
         converter = NumpyImageConverter()
         reader = _open_reader(self.path)
         try:
             conns = [c for c in reader.connections if c.topic in (self.rgb_topic, self.thermal_topic)]
-            for conn, _, raw in reader.messages(connections=conns):
+            for conn, record_ns, raw in reader.messages(connections=conns):
                 msg = store.deserialize_cdr(raw, conn.msgtype)
-                stream = 0 if conn.topic == self.rgb_topic else 1
-                pair = pairer.add(stream, header_stamp_ns(msg), (msg, conn.msgtype))
-                if pair is None:
-                    continue
-                (rgb_msg, rgb_type), (tir_msg, tir_type), rgb_ns, tir_ns = pair
-                if self.start_ns is not None and rgb_ns < self.start_ns:
-                    continue
-                try:
-                    rgb = decode_rgb_compressed(rgb_msg) if rgb_type == COMPRESSED else decode_rgb(rgb_msg, converter)
-                    tir, _ = (decode_thermal_compressed(tir_msg) if tir_type == COMPRESSED
-                              else decode_thermal(tir_msg, converter))
-                except ImageConversionError as exc:
-                    raise FrameError(f"bag {self.path}, pair at {rgb_ns / 1e9:.9f} s: {exc}") from None
-                if self.first_stamp_ns is None:
-                    self.first_stamp_ns = rgb_ns
-                yield rgb, tir, (rgb_ns, tir_ns)
+                stream = "rgb" if conn.topic == self.rgb_topic else "thermal"
+                record_s[0] = record_ns / 1e9
+                pairer.add(stream, (msg, conn.msgtype), header_stamp_ns(msg))
+                while ready:
+                    pair = ready.pop(0)
+                    (rgb_msg, rgb_type), (tir_msg, tir_type) = pair.rgb, pair.thermal
+                    rgb_ns, tir_ns = pair.rgb_stamp_ns, pair.thermal_stamp_ns
+                    if self.start_ns is not None and rgb_ns < self.start_ns:
+                        continue
+                    try:
+                        rgb = (decode_rgb_compressed(rgb_msg) if rgb_type == COMPRESSED
+                               else decode_rgb(rgb_msg, converter))
+                        tir, _ = (decode_thermal_compressed(tir_msg) if tir_type == COMPRESSED
+                                  else decode_thermal(tir_msg, converter))
+                    except ImageConversionError as exc:
+                        raise FrameError(f"bag {self.path}, pair at {rgb_ns / 1e9:.9f} s: {exc}") from None
+                    if self.first_stamp_ns is None:
+                        self.first_stamp_ns = rgb_ns
+                    yield rgb, tir, (rgb_ns, tir_ns)
         finally:
             reader.close()
 

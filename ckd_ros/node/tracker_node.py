@@ -77,7 +77,8 @@ class CkdTrackerNode(LifecycleNode):
                                 pin_s=v["tracking.pin_s"])
         self.sync = TimeSync(v["sync.slop"], v["sync.max_delay"], self._on_pair,
                              thermal_offset_s=v["sync.thermal_offset"], reorder_window_s=v["sync.reorder_window"],
-                             on_jump=self._on_stamp_jump, on_stamp_issue=self.reporter.report)
+                             on_jump=self._on_stamp_jump, on_stamp_issue=self.reporter.report,
+                             make_pair=FramePair)
         self.result_hooks: List[Callable[[Outcome], None]] = []
         # camera_info + TF registration, target ray (node/geometry.py)
         self.geometry = GeometryHelper(self, self._values, lambda: self._apply({"registration.homography"}))

@@ -20,7 +20,7 @@ THERMAL_CHOICES = ("auto", "minmax", "percentile", "fixed", "none")
 
 def add_input_arguments(parser) -> None:
     """The input options of every command that tracks frames (`ckd track`, `ckd quantize`'s calibration):
-    --sequence | --rgb/--thermal | --bag (+ topics, --init-stamp, --slop, --queue-size), --init.
+    --sequence | --rgb/--thermal | --bag (+ topics, --init-stamp, --slop, --max-delay, --thermal-offset), --init.
     `open_input(args)` turns them into a `TrackInput`."""
     src = parser.add_argument_group("input")
     src.add_argument("--sequence", type=pathlib.Path, metavar="DIR",
@@ -43,8 +43,11 @@ def add_input_arguments(parser) -> None:
                           "(header stamp in seconds, e.g. 1700000000.25)")
     src.add_argument("--slop", type=float, default=0.03, metavar="S",
                      help="--bag: largest RGB/thermal stamp difference paired, in s (the node's sync.slop)")
-    src.add_argument("--queue-size", type=int, default=10, metavar="N",
-                     help="--bag: messages per stream the pairing keeps (the node's sync.queue_size)")
+    src.add_argument("--max-delay", type=float, default=0.5, metavar="S",
+                     help="--bag: how long (s of recording time) a message waits for its partner "
+                          "(the node's sync.max_delay)")
+    src.add_argument("--thermal-offset", type=float, default=0.0, metavar="S",
+                     help="--bag: seconds added to thermal stamps before pairing (the node's sync.thermal_offset)")
     src.add_argument("--init", nargs="+", metavar="BOX",
                      help="initial box in RGB pixels: 'x,y,w,h' or four numbers (default: first GT row)")
 
@@ -264,7 +267,8 @@ def _bag_input(args) -> TrackInput:
     from ckd_ros.frames.rosbag import BagPairs
 
     pairs = BagPairs(args.bag, args.rgb_topic, args.thermal_topic, slop_s=args.slop,
-                     queue_size=args.queue_size, start_ns=_stamp_ns(args.init_stamp))
+                     max_delay_s=args.max_delay, start_ns=_stamp_ns(args.init_stamp),
+                     thermal_offset_s=args.thermal_offset)
     if args.init is not None:
         box = parse_box(args.init)
     else:
