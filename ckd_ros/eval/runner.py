@@ -109,11 +109,6 @@ class SequenceRun:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """HxWx3 uint8 RGB of an RGB frame file (`ckd_ros.frames.reader.read_rgb`)."""
-    return read_rgb(path)
-
-
 def sequence_frames(frames: SequenceFrames):
     """(rgb, thermal as stored) pairs of a dataset sequence, read by the frame layer exactly as `ckd
     track --sequence` reads them (`read_rgb`: HxWx3 uint8 RGB; `read_thermal_raw`: 16-bit stays 16-bit);
