@@ -294,7 +294,7 @@ def random_samples(config, n: int = 8, seed: int = 0) -> List[Dict[str, np.ndarr
 def ensure_int8(cache, fp32_path, config, *, samples: int = 8, log=None) -> pathlib.Path:
     """INT8 (static QDQ) copy of `fp32_path` in the artifact cache, calibrated on random inputs.
 
-    For latency measurements (`ckd bench --precision int8`): speed does not depend on the values,
+    For latency measurements (`ckd latency --precision int8`): speed does not depend on the values,
     accuracy does, so deployed files come from `ckd quantize` with real calibration data.
     """
     from ckd_ros.runtime.cache import key_digest
