@@ -42,6 +42,7 @@ def require_module(name: str, install: str) -> None:
 # installed (the robot-Python CI jobs: requirements/robot.txt, no torch) they are not collected;
 # single torch tests in other modules carry the `torch` marker (deselected there with -m "not torch").
 TORCH_MODULES = ("test_model_*.py", "test_export_*.py", "test_train_*.py", "test_runtime_backends.py",
+                 "test_runtime_quantize.py",  # ckd quantize is a PC tool: onnx + the exporter's graph check (torch)
                  "test_runtime_tensorrt_gpu.py")
 collect_ignore_glob = [] if importlib.util.find_spec("torch") else list(TORCH_MODULES)
 
