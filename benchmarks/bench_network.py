@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Network latency of the CKD student per backend and precision (same as `ckd bench`).
+"""Network latency of the CKD student per backend and precision (same as `ckd latency`).
 
 Example (the numbers in docs/deployment.md):
     .venv/bin/python benchmarks/bench_network.py --preset vitb,vitb_mce --backend torch,onnxruntime \

@@ -21,6 +21,13 @@ find_python() {
 }
 
 if [ -f "$VENV/.ckd_stamp" ] && [ "$(cat "$VENV/.ckd_stamp")" = "$STAMP" ]; then
+  # the editable install must point at this checkout (a .venv copied or linked from another clone does not)
+  where="$(cd / && "$VENV/bin/python" -c 'import ckd_ros, os; print(os.path.dirname(os.path.dirname(os.path.realpath(ckd_ros.__file__))))' 2>/dev/null || true)"
+  if [ "$where" = "$(realpath "$ROOT")" ]; then
+    exit 0
+  fi
+  echo "setup_env: .venv runs ckd_ros from '${where:-nowhere}', not $ROOT: reinstalling it in editable mode"
+  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$ROOT"
   exit 0
 fi
 
