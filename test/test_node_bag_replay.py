@@ -45,13 +45,14 @@ def bag_messages(bag: pathlib.Path, topics):
     """(topic, raw CDR bytes, header stamp ns) in the bag's log order, read with rosbags."""
     from rosbags.rosbag2 import Reader
 
-    from ckd_ros.frames.rosbag import header_stamp_ns, typestore
+    from ckd_ros.frames.pairing import stamp_ns
+    from ckd_ros.frames.rosbag import typestore
 
     store = typestore()
     with Reader(bag) as reader:
         conns = [c for c in reader.connections if c.topic in topics]
         for conn, _, raw in reader.messages(connections=conns):
-            yield conn.topic, bytes(raw), header_stamp_ns(store.deserialize_cdr(raw, conn.msgtype))
+            yield conn.topic, bytes(raw), stamp_ns(store.deserialize_cdr(raw, conn.msgtype))
 
 
 @pytest.fixture(scope="module")

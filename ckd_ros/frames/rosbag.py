@@ -19,6 +19,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ckd_ros.errors import DependencyError, FrameError, InputError, ParameterError
+from ckd_ros.frames.pairing import stamp_ns
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -57,11 +58,6 @@ def typestore():
         types.update(typesys.get_types_from_msg(text, name))
     store.register(types)
     return store
-
-
-def header_stamp_ns(msg) -> int:
-    s = msg.header.stamp
-    return int(s.sec) * 1_000_000_000 + int(s.nanosec)
 
 
 def _open_reader(path):
@@ -146,7 +142,7 @@ class BagPairs:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
                 stream = "rgb" if conn.topic == self.rgb_topic else "thermal"
                 record_s[0] = record_ns / 1e9
-                pairer.add(stream, (msg, conn.msgtype), header_stamp_ns(msg))
+                pairer.add(stream, (msg, conn.msgtype), stamp_ns(msg))
                 while ready:
                     pair = ready.pop(0)
                     (rgb_msg, rgb_type), (tir_msg, tir_type) = pair.rgb, pair.thermal
@@ -197,7 +193,7 @@ def read_ground_truth(path, gt_topic: str = "/ground_truth") -> Dict[int, List[f
                 det = msg.detections[0]
                 cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
                 w, h = det.bbox.size_x, det.bbox.size_y
-                out[header_stamp_ns(msg)] = [cx - w / 2.0, cy - h / 2.0, w, h]
+                out[stamp_ns(msg)] = [cx - w / 2.0, cy - h / 2.0, w, h]
     finally:
         reader.close()
     return out

@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from ckd_ros.errors import BoxError, CKDError, FrameError, InputError, ParameterError
+from ckd_ros.frames.pairing import fmt_stamp
 from ckd_ros.frames.thermal import ThermalConverter
 from ckd_ros.runtime.options import KINDS, PRECISIONS, PRESETS
 
@@ -293,11 +294,6 @@ def _stamp_ns(value: Optional[str]) -> Optional[int]:
     return int(m.group(1)) * 10**9 + int((m.group(2) or "").ljust(9, "0") or 0)
 
 
-def format_stamp(stamp_ns: int) -> str:
-    """int nanoseconds -> 'sec.nanosec' (exact; what result rows of bag inputs start with)."""
-    return f"{stamp_ns // 10**9}.{stamp_ns % 10**9:09d}"
-
-
 def result_lines(results: Sequence, as_int: bool, stamped: bool) -> List[str]:
     """Result rows: 'x y w h' (4 decimals, or truncated ints like the official writer with `as_int`),
     preceded by the RGB header stamp 'sec.nanosec' for stamped (bag) inputs."""
@@ -308,7 +304,7 @@ def result_lines(results: Sequence, as_int: bool, stamped: bool) -> List[str]:
         else:
             row = " ".join(f"{v:.4f}" for v in r.box_xywh)
         if stamped:
-            row = f"{format_stamp(int(r.stamp[0]))} {row}"
+            row = f"{fmt_stamp(int(r.stamp[0]))} {row}"
         lines.append(row)
     return lines
 
@@ -529,8 +525,8 @@ def run_bag_write(args) -> int:
                        thermal_frame_id=args.thermal_frame_id, start_ns=_stamp_ns(args.start))
     if not stamps:
         raise FrameError("no frames were read; nothing recorded")
-    print(json.dumps({"bag": str(args.out), "frames": len(stamps), "first_stamp": format_stamp(stamps[0]),
-                      "last_stamp": format_stamp(stamps[-1]), "topics": [args.rgb_topic, args.thermal_topic]
+    print(json.dumps({"bag": str(args.out), "frames": len(stamps), "first_stamp": fmt_stamp(stamps[0]),
+                      "last_stamp": fmt_stamp(stamps[-1]), "topics": [args.rgb_topic, args.thermal_topic]
                       + ([args.gt_topic] if boxes is not None else [])}))
     return 0
 
