@@ -88,12 +88,17 @@ def cmd_quantize(args) -> int:
     if not os.path.isfile(args.onnx):
         raise InputError(f"ONNX file not found: {args.onnx}")
     out = args.output or str(pathlib.Path(args.onnx).with_name(pathlib.Path(args.onnx).stem + "_int8.onnx"))
-    _check_before_calibrating(args, pathlib.Path(out))
+    _check_output(pathlib.Path(out))
+    source = None
+    if args.calib == "sequence":  # opened first: a bad input is refused before the backend loads
+        from ckd_ros.tracking.cli import open_input
+
+        source = open_input(args)
     samples, calib_desc = [], None
     if args.method == "static" or args.calib != "none":
         backend = open_backend("onnxruntime", onnx=args.onnx, device="cpu", threads=args.threads, log=_log)
         try:
-            samples, calib_desc = _calibration_samples(args, backend)
+            samples, calib_desc = _calibration_samples(args, backend, source)
         finally:
             backend.close()
         _log(f"calibration: {len(samples)} tracker inputs from {calib_desc['source']}")
@@ -107,30 +112,20 @@ def cmd_quantize(args) -> int:
     return 0
 
 
-def _check_before_calibrating(args, out: pathlib.Path) -> None:
-    """Refuse bad paths in one line before minutes of calibration (InputError)."""
+def _check_output(out: pathlib.Path) -> None:
+    """Refuse an unwritable output in one line before minutes of calibration (InputError)."""
     parent = out.parent if str(out.parent) else pathlib.Path(".")
     if not parent.is_dir() or not os.access(str(parent), os.W_OK):
         raise InputError(f"cannot write {out}: {parent} is not a writable folder; choose another --output")
-    if args.calib == "sequence" and not (args.sequence or args.bag or (args.rgb and args.thermal)):
-        raise InputError("--calib sequence needs --sequence DIR, --bag PATH, or --rgb and --thermal")
-    for flag, value in (("--sequence", args.sequence), ("--rgb", args.rgb), ("--thermal", args.thermal),
-                        ("--bag", args.bag)):
-        if args.calib == "sequence" and value and not os.path.exists(str(value)):
-            raise InputError(f"{flag} {value} does not exist; give an existing sequence folder, bag, or "
-                             "--rgb/--thermal folders or videos")
 
 
-def _calibration_samples(args, backend):
+def _calibration_samples(args, backend, source=None):
     if args.calib == "synthetic":
         scenarios = _csv(args.scenarios) or list(SYNTHETIC_SCENARIOS)
         samples = record_synthetic(backend, scenarios=scenarios, frames=args.frames)
         return samples, {"source": "synthetic", "scenarios": scenarios, "frames_per_scene": args.frames,
                          "seeds": f"{CALIB_SEED_BASE}..{CALIB_SEED_BASE + len(scenarios) - 1}"}
     if args.calib == "sequence":
-        from ckd_ros.tracking.cli import open_input
-
-        source = open_input(args)
         samples = record_sequence(backend, source.frames, source.box, frames=args.frames)
         return samples, {"source": f"sequence {source.name}", "input": dict(source.description),
                          "init_box": [float(v) for v in source.box], "frames": args.frames}
