@@ -90,7 +90,8 @@ def test_camera_info_registration_target_ray_and_diagnostics(ctx):
         exact = exact_mapping(rgb_model, h.node.geometry.thermal, h.node.geometry.transform, None, q)
         fitted = cv2.perspectiveTransform(q.reshape(-1, 1, 2), reg.matrix).reshape(-1, 2)
         assert np.abs(fitted - exact).max() <= h.node.geometry.fit_error_px + 1e-6
-        assert h.node._tracker.registration is reg
+        # the tracker gets it by a command on the worker thread (node/worker.py), so a moment later
+        assert wait_for(lambda: h.node._tracker.registration is reg, 5.0), "worker never applied the registration"
         # finite depth: the 0.1 m baseline shifts by fx * t / d = 300 * 0.1 / 5 = 6 px (RGB pinhole part)
         before = reg.matrix
         assert all(r.successful for r in h.set_params(registration__depth_m=5.0))
