@@ -11,10 +11,15 @@ joined by stamp afterwards.
         --width 640 --height 512 --rate 30 --seconds 30 --backend onnxruntime --preset demo_small'
 
 Random weights (the box values do not matter for latency); `--checkpoint` uses a real model instead.
-`--null-network` replays the maps of one real inference instead of running the network: what is
-left is the node's own cost. `node_cpu_ms_per_pair` (CPU time of the whole node process over the
+`--null-network` returns fixed maps that hold the box in place instead of running the network:
+what is left is the node's own cost. `node_cpu_ms_per_pair` (CPU time of the whole node process over the
 measured window, per received pair) does not depend on how busy the machine is, unlike the
 wall-clock stages.
+
+`--echo` measures the floor under all of this: the same camera process and a do-nothing rclpy node
+(same executor) that answers every thermal image with an empty detection. Its e2e is what two Python
+processes exchanging these images over DDS cost on this machine before the tracker does anything;
+the node's own overhead is its e2e_minus_network minus this floor.
 """
 from __future__ import annotations
 
@@ -57,7 +62,14 @@ def camera(args) -> int:
                                                            time.time_ns()), 100)
     scene = MovingTarget(args.width, args.height, box_size=(args.width // 8, args.height // 8),
                          speed=args.width / 200)
-    frames = [scene.frame(k) for k in range(60)]  # pre-rendered: the camera must not be the bottleneck
+    # Pre-rendered and pre-converted, stamped just before publishing: like a camera driver that stamps
+    # the exposure and hands the buffer over, so the figures are the node's and the transport's, not
+    # this Python camera's numpy -> message conversion (1.6 MB per pair).
+    frames = []
+    for k in range(60):
+        rgb, tir = scene.frame(k)
+        frames.append((array_to_image_msg(rgb, "rgb8", stamp_ns=0, frame_id="cam_rgb"),
+                       array_to_image_msg(tir, "mono16", stamp_ns=0, frame_id="cam_tir")))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -66,10 +78,12 @@ def camera(args) -> int:
     t0 = time.monotonic()
     k = 0
     while time.monotonic() - t0 < args.seconds + args.warmup:
-        rgb, tir = frames[k % len(frames)]
+        rgb_msg, tir_msg = frames[k % len(frames)]
         stamp = time.time_ns()
-        rgb_pub.publish(array_to_image_msg(rgb, "rgb8", stamp_ns=stamp, frame_id="cam_rgb"))
-        tir_pub.publish(array_to_image_msg(tir, "mono16", stamp_ns=stamp, frame_id="cam_tir"))
+        for msg in (rgb_msg, tir_msg):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+        rgb_pub.publish(rgb_msg)
+        tir_pub.publish(tir_msg)
         published.append((stamp, k % len(frames)))
         k += 1
         time.sleep(max(0.0, t0 + k / args.rate - time.monotonic()))
@@ -89,6 +103,61 @@ def pct(values, q):
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
+def start_camera(args):
+    """The camera process (this file, --role camera) and the JSON file it writes when done."""
+    out = os.path.join(tempfile.mkdtemp(), "camera.json")
+    cam = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "camera", "--out", out,
+                            "--width", str(args.width), "--height", str(args.height), "--rate", str(args.rate),
+                            "--seconds", str(args.seconds), "--warmup", str(args.warmup)])
+    return cam, out
+
+
+def echo(args) -> int:
+    """The floor: a do-nothing node on the same executor answers each thermal image at once."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    rclpy.init()
+    node = rclpy.create_node("bench_echo")
+    pub = node.create_publisher(Detection2DArray, "/ckd_tracker/detections", 10)
+
+    def answer(msg):
+        pub.publish(Detection2DArray(header=msg.header))
+
+    node.create_subscription(Image, "/rgb/image", lambda msg: None, qos_profile_sensor_data)
+    node.create_subscription(Image, "/thermal/image", answer, qos_profile_sensor_data)
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    cam, out = start_camera(args)
+    cam.wait()
+    executor.shutdown()
+    spin.join(5.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    with open(out) as f:
+        cam_data = json.load(f)
+    t_first = cam_data["published"][0][0] + int(args.warmup * 1e9)
+    e2e = [(v - int(k)) / 1e6 for k, v in cam_data["received"].items() if int(k) >= t_first]
+    if not e2e:
+        print("no echoes received", file=sys.stderr)
+        return 1
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                         f"{platform.python_version()}",
+              "ros_distro": os.environ.get("ROS_DISTRO", "?"), "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
+              "image": f"{args.width}x{args.height} rgb8 + mono16", "camera_rate_hz": args.rate,
+              "echo_floor_ms": {"p50": pct(e2e, 50), "p99": pct(e2e, 99)}, "frames_measured": len(e2e)}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
 def run(args) -> int:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -97,7 +166,12 @@ def run(args) -> int:
     from ckd_ros.node.tracker_node import CkdTrackerNode
 
     class NullNetwork:
-        """The real backend for the template; every search returns the maps of its first inference."""
+        """The real backend for the template; every search returns maps that keep the box where it is.
+
+        Replaying one real inference's maps (random weights) would move and rescale the box every frame
+        until it spans the frame, and the crop cost would grow with it; these maps decode to the
+        previous box (peak in the centre cell, zero offset, the size of the target the bench selects),
+        so the crops cost what they cost while tracking the target."""
 
         def __init__(self, inner) -> None:
             self._inner, self._maps = inner, None
@@ -108,11 +182,23 @@ def run(args) -> int:
 
         def infer_search(self, x_rgb, x_tir):
             if self._maps is None:
-                self._maps = self._inner.infer_search(x_rgb, x_tir)
+                from ckd_ros.tracking.preprocess import crop_window
+                from ckd_ros.tracking.tracker import TrackerParams
+
+                real = self._inner.infer_search(x_rgb, x_tir)
+                feat = real["score_map"].shape[-1]
+                w, h = args.width // 8, args.height // 8
+                crop_sz = crop_window((0, 0, w, h), TrackerParams().search_factor)[2]
+                score = np.zeros_like(real["score_map"])
+                score[..., feat // 2, feat // 2] = 1.0
+                size = np.empty_like(real["size_map"])
+                size[:, 0], size[:, 1] = w / crop_sz, h / crop_sz
+                self._maps = {**real, "score_map": score, "size_map": size,
+                              "offset_map": np.full_like(real["offset_map"], 0.5 * (feat % 2))}
             return self._maps
 
         def describe(self):
-            return f"{self._inner.describe()} (null network: first maps replayed)"
+            return f"{self._inner.describe()} (null network: maps that hold the box)"
 
         def close(self):
             self._inner.close()
@@ -162,10 +248,7 @@ def run(args) -> int:
     backend_desc = node._backend.describe()
     print(f"node active: {backend_desc}")
 
-    out = os.path.join(tempfile.mkdtemp(), "camera.json")
-    cam = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "camera", "--out", out,
-                            "--width", str(args.width), "--height", str(args.height), "--rate", str(args.rate),
-                            "--seconds", str(args.seconds), "--warmup", str(args.warmup)])
+    cam, out = start_camera(args)
     from sensor_msgs.srv import SetCameraInfo
 
     # target: the rectangle of the first pre-rendered frame (its position does not change the latency)
@@ -211,6 +294,7 @@ def run(args) -> int:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "ros_distro": os.environ.get("ROS_DISTRO", "?"),
+        "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
         "backend": backend_desc,
         "image": f"{args.width}x{args.height} rgb8 + mono16",
         "camera_rate_hz": args.rate,
@@ -241,13 +325,18 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt", "auto"))
     p.add_argument("--preset", default="demo_small")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--null-network", action="store_true", help="replay one inference's maps: the node's own cost")
+    p.add_argument("--null-network", action="store_true",
+                   help="fixed maps that hold the box instead of the network: the node's own cost")
+    p.add_argument("--echo", action="store_true",
+                   help="a do-nothing node instead of ckd_tracker: the transport floor")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help="write the summary here")
     args = p.parse_args(argv)
-    return camera(args) if args.role == "camera" else run(args)
+    if args.role == "camera":
+        return camera(args)
+    return echo(args) if args.echo else run(args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,12 @@ if [ -z "${ROS_DISTRO:-}" ] || [ -n "${CKD_WHEEL_ROS:-}" ]; then
     export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_cyclonedds_cpp}"
   fi
 fi
-# Keep test/demo DDS traffic on this machine.
-export ROS_LOCALHOST_ONLY="${ROS_LOCALHOST_ONLY:-1}"
-export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# Keep test/demo DDS traffic on this machine: ROS_LOCALHOST_ONLY on Humble; Jazzy deprecates it for
+# ROS_AUTOMATIC_DISCOVERY_RANGE, and setting both there costs ~1.5 ms per cross-process publish on
+# Cyclone DDS (measured, benchmarks/bench_node_latency.py) besides two rcl warnings per process.
+if [ "${ROS_DISTRO:-}" = "humble" ] || [ "${ROS_DISTRO:-}" = "foxy" ] || [ "${ROS_DISTRO:-}" = "galactic" ]; then
+  export ROS_LOCALHOST_ONLY="${ROS_LOCALHOST_ONLY:-1}"
+else
+  export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+fi
 unset _ckd_root _distro _base

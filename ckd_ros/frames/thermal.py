@@ -56,8 +56,16 @@ def _pair(value, name: str) -> Tuple[float, float]:
 
 
 def _hist_percentiles(img: np.ndarray, qs: Sequence[float]) -> Tuple[float, float]:
-    """np.percentile(img, qs) (linear method) for uint8/uint16 via a histogram: exact and O(n)."""
-    counts = np.bincount(img.reshape(-1), minlength=256 if img.dtype == np.uint8 else 65536)
+    """np.percentile(img, qs) (linear method) for uint8/uint16 via a histogram: exact and O(n).
+
+    The histogram is OpenCV's (one bin per value; it releases the GIL, which matters in the node where
+    executor threads run beside the worker) when its float32 counts are exact (< 2**24 pixels).
+    """
+    levels = 256 if img.dtype == np.uint8 else 65536
+    if img.ndim == 2 and img.size < 2 ** 24 and img.strides[1] == img.itemsize:
+        counts = cv2.calcHist([img], [0], None, [levels], [0, levels]).reshape(-1).astype(np.int64)
+    else:
+        counts = np.bincount(img.reshape(-1), minlength=levels)
     cum = np.cumsum(counts)
     n = int(cum[-1])
     out = []

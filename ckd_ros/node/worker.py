@@ -56,7 +56,7 @@ class Settings:
 class Decoded:
     pair: FramePair
     rgb: np.ndarray  # HxWx3 uint8 RGB
-    tir8: np.ndarray  # HxWx3 uint8, normalised, thermal pixels (the tracker warps it)
+    tir8: np.ndarray  # HxW (gray) or HxWx3 (8-bit palette) uint8, normalised, thermal pixels (the tracker warps it)
     timings: Dict[str, float] = field(default_factory=dict)
 
 
@@ -238,7 +238,8 @@ class TrackingWorker:
                             "and registration.homography is the identity: set registration.homography "
                             "(thermal -> RGB pixels) so the thermal image can be warped into the RGB frame")
         try:
-            tir8 = settings.normalizer(tir)
+            # gray stays one channel (3 equal channels would triple the crop work, same network input)
+            tir8 = settings.normalizer.convert(tir, keep_gray=True)
         except (ValueError, CKDError) as exc:
             raise PairError("thermal", "thermal", f"thermal: {exc}") from None
         bad = getattr(settings.normalizer, "last_nonfinite", 0)
