@@ -6,7 +6,9 @@
 
 `backend`, `use_sim_time` and `autostart` override the params file only when given on the command
 line: left out, the params file (and the node's defaults after it) decide. Inputs are remapped for
-both transports: `<topic>` (raw) and `<topic>/compressed`.
+both transports: `<topic>` (raw) and `<topic>/compressed`. Each camera's `camera_info` (target ray,
+`registration.mode: camera_info`) is the image topic's sibling, as camera drivers publish it
+(`/cam/color/image_raw` -> `/cam/color/camera_info`); `rgb_info_topic` / `thermal_info_topic` override.
 """
 import os
 
@@ -20,10 +22,16 @@ from launch import LaunchDescription
 TRUE = ("true", "1", "yes", "on")
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """`/cam/color/image_raw` -> `/cam/color/camera_info` (image_transport's convention: same namespace)."""
+    head, _, _ = image_topic.rstrip("/").rpartition("/")
+    return f"{head}/camera_info" if head or image_topic.startswith("/") else "camera_info"
+
+
 def _tracker(context, *args, **kwargs):
     cfg = {name: LaunchConfiguration(name).perform(context) for name in (
         "rgb_topic", "thermal_topic", "params_file", "namespace", "backend", "use_sim_time", "autostart",
-        "node_name", "log_level")}
+        "node_name", "log_level", "rgb_info_topic", "thermal_info_topic")}
     overrides = {}  # only what was given: an empty argument leaves the params file in charge
     for name in ("use_sim_time", "autostart"):
         if cfg[name]:
@@ -32,6 +40,8 @@ def _tracker(context, *args, **kwargs):
         overrides["backend"] = cfg["backend"]
     parameters = ([cfg["params_file"]] if cfg["params_file"] else []) + ([overrides] if overrides else [])
     rgb, tir = cfg["rgb_topic"], cfg["thermal_topic"]
+    rgb_info = cfg["rgb_info_topic"] or camera_info_topic(rgb)
+    tir_info = cfg["thermal_info_topic"] or camera_info_topic(tir)
     nodes = []
     if LaunchConfiguration("rviz").perform(context).lower() in TRUE:
         share = get_package_share_directory("ckd_ros")
@@ -43,7 +53,8 @@ def _tracker(context, *args, **kwargs):
         package="ckd_ros", executable="ckd_tracker", name=cfg["node_name"], namespace=cfg["namespace"],
         parameters=parameters,
         remappings=[("rgb/image", rgb), ("thermal/image", tir),
-                    ("rgb/image/compressed", rgb + "/compressed"), ("thermal/image/compressed", tir + "/compressed")],
+                    ("rgb/image/compressed", rgb + "/compressed"), ("thermal/image/compressed", tir + "/compressed"),
+                    ("rgb/camera_info", rgb_info), ("thermal/camera_info", tir_info)],
         arguments=["--ros-args", "--log-level", cfg["log_level"]],
         output="screen", emulate_tty=True,
     )]
@@ -55,6 +66,10 @@ def generate_launch_description():
         DeclareLaunchArgument("rgb_topic", default_value="/camera/rgb/image_raw", description="RGB image topic"),
         DeclareLaunchArgument("thermal_topic", default_value="/camera/thermal/image_raw",
                               description="thermal image topic"),
+        DeclareLaunchArgument("rgb_info_topic", default_value="",
+                              description="RGB camera_info topic; empty: <rgb_topic's namespace>/camera_info"),
+        DeclareLaunchArgument("thermal_info_topic", default_value="",
+                              description="thermal camera_info topic; empty: <thermal_topic's namespace>/camera_info"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "ckd_tracker.yaml"),
                               description="parameter file (see config/ckd_tracker.yaml)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the tracker (and rviz)"),

@@ -139,7 +139,8 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
     params.write_text("/**:\n  ros__parameters:\n"
                       f"    model.checkpoint: \"{ckpt}\"\n    device: cpu\n    tracking.lost_threshold: 0.0\n")
     common = f"rgb_topic:=/cam/rgb thermal_topic:=/cam/tir params_file:={params} backend:=torch namespace:=robot"
-    run = Launched(tmp_path, [f"{common} node_name:=auto", f"{common} node_name:=manual autostart:=false"],
+    run = Launched(tmp_path, [f"{common} node_name:=auto",
+                              f"{common} node_name:=manual autostart:=false thermal_info_topic:=/cam/tir_info"],
                    "launch_test_client")
     node = run.node
     try:
@@ -154,6 +155,10 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
         # remapped inputs: both trackers subscribe to /cam/rgb and /cam/tir
         assert wait_for(lambda: node.count_subscribers("/cam/rgb") == 2 and node.count_subscribers("/cam/tir") == 2,
                         10.0)
+        # camera_info: the image topics' siblings (/cam/rgb -> /cam/camera_info), as drivers publish them;
+        # thermal_info_topic overrides it on the second tracker
+        assert wait_for(lambda: node.count_subscribers("/cam/camera_info") == 3
+                        and node.count_subscribers("/cam/tir_info") == 1, 10.0)
         dets = {"auto": [], "manual": []}
         for name in dets:
             node.create_subscription(Detection2DArray, f"/robot/{name}/detections", dets[name].append, 10)
