@@ -33,6 +33,7 @@ ARGS = {  # name: (default, description)
                      "camera_motion, mixed); empty: from config/demo.yaml"),
     "seed": ("", "scene seed; empty: from config/demo.yaml"),
     "rate_hz": ("", "camera rate; empty: from config/demo.yaml"),
+    "start_frame": ("", "first scene frame the camera shows; empty: from config/demo.yaml"),
     "onnx": ("", "ONNX model; empty: engines/demo_small_int8.onnx (INT8, same accuracy; docs/deployment.md), "
                  "else engines/demo_small.onnx"),
     "checkpoint": ("", "converted checkpoint instead of the ONNX (e.g. with backend:=torch)"),
@@ -94,7 +95,8 @@ def _demo(context, *args, **kwargs):
     cam_file = _yaml_params(params_file, "synthetic_camera")
 
     cam = {}
-    for arg, key, cast in (("seed", "seed", int), ("scenario", "scenario", str), ("rate_hz", "rate_hz", float)):
+    for arg, key, cast in (("seed", "seed", int), ("scenario", "scenario", str), ("rate_hz", "rate_hz", float),
+                           ("start_frame", "start_frame", int)):
         if a[arg]:
             cam[key] = cast(a[arg])
     offset, matrix = cam_file.get("thermal.offset", [0.0, 0.0]), cam_file.get("thermal.homography")

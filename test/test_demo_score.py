@@ -36,6 +36,21 @@ def test_demo_score_matches_by_stamp_and_counts_lost_as_miss():
     assert summary["latency_ms_p50"] == pytest.approx(43.5)
 
 
+def test_demo_score_per_frame_rows():
+    s = DemoScore()
+    for k in range(4):
+        s.add_gt(k, (10 * k, 0, 20, 20), frame=50 + k)
+    s.add_gt(4, (0, 0, 20, 20))  # no scene frame known
+    s.add_result(2, None, 0.1, 40)
+    s.add_result(0, (0, 0, 20, 20), 0.0, 40)
+    s.add_result(4, (10, 0, 20, 20), 0.2, 40)
+    s.add_result(9, (0, 0, 20, 20), 0.3, 40)  # no ground truth: not scored
+    rows = s.summary()["per_frame"]
+    assert [(r["stamp_ns"], r["frame"], r["lost"]) for r in rows] == [(0, 50, False), (2, 52, True), (4, None, False)]
+    assert [r["iou"] for r in rows] == pytest.approx([1.0, 0.0, 1 / 3], abs=1e-4)
+    assert len(rows) == len(s.ious())
+
+
 def test_empty_score_fails():
     summary = DemoScore().summary()
     assert summary["processed_frames"] == 0 and not summary["passed"]

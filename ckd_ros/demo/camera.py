@@ -84,8 +84,9 @@ class SyntheticCamera(Node):
         if self.cache_frames:
             t0 = time.perf_counter()
             self._cache = [self._render(self.start_frame + k) for k in range(self.cache_frames)]
-            self.get_logger().info(f"pre-rendered {self.cache_frames} frames in {time.perf_counter() - t0:.1f} s "
-                                   "(played back and forth)")
+            last = self.start_frame + self.cache_frames - 1
+            self.get_logger().info(f"pre-rendered {self.cache_frames} frames (scene frames {self.start_frame}-{last}) "
+                                   f"in {time.perf_counter() - t0:.1f} s (played back and forth)")
         self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.camera_infos = self._start_calibration(p) if p["camera_info"] else None
         rig = "aligned" if is_identity(self.thermal_to_rgb) else \

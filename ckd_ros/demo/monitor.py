@@ -67,12 +67,13 @@ class DemoMonitor(Node):
         tracker = self.p["tracker"].rstrip("/")
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.score = DemoScore()
-        self.first_gt: Optional[Tuple[object, np.ndarray]] = None
+        self.first_gt: Optional[Tuple[object, np.ndarray, Optional[int]]] = None
         self.window: Optional[Tuple[int, float]] = None  # (first scored stamp ns, wall start)
         self.frames: Dict[int, List[Optional[np.ndarray]]] = {}  # stamp -> [rgb, thermal16] at half size
         self.diag: Dict[str, str] = {}
         self.thermal_from_rgb = np.linalg.inv(rig_homography(homography=self.p["thermal.homography"]))
         self.video_path: Optional[pathlib.Path] = None
+        self.init_frame: Optional[int] = None  # scene frame of set_target
         self.create_subscription(Detection2DArray, self.p["ground_truth"], self._on_gt, reliable)
         self.create_subscription(Detection2DArray, f"{tracker}/detections", self._on_result, reliable)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -86,12 +87,14 @@ class DemoMonitor(Node):
     def _on_gt(self, msg: Detection2DArray) -> None:
         if not msg.detections:
             return
-        box = np.asarray(detection_box(msg.detections[0]), np.float64)
+        det = msg.detections[0]
+        box = np.asarray(detection_box(det), np.float64)
+        frame = int(det.id) if det.id.isdigit() else None  # synthetic_camera: id = scene frame index
         if self.first_gt is None:
-            self.first_gt = (msg.header, box)
+            self.first_gt = (msg.header, box, frame)
         stamp = _ns(msg.header.stamp)
         if self.window is not None and stamp >= self.window[0]:
-            self.score.add_gt(stamp, box)
+            self.score.add_gt(stamp, box, frame)
 
     def _on_result(self, msg: Detection2DArray) -> None:
         stamp = _ns(msg.header.stamp)
@@ -182,7 +185,7 @@ class DemoMonitor(Node):
         log = self.get_logger()
         last_reason = None
         while rclpy.ok() and time.monotonic() < deadline:
-            header, box = self.first_gt
+            header, box, frame = self.first_gt
             req = SetCameraInfo.Request()
             req.camera_info.header = header  # the frame the box belongs to; RGB pixels
             x, y, w, h = (int(round(v)) for v in box)
@@ -194,7 +197,8 @@ class DemoMonitor(Node):
                 self.window = (_ns(header.stamp), time.monotonic())
                 log.info(f"set_target ({x}, {y}, {w}, {h}) on frame {header.stamp.sec}.{header.stamp.nanosec:09d}: "
                          f"{res.status_message or 'ok'}")
-                self.score.add_gt(_ns(header.stamp), box)
+                self.score.add_gt(_ns(header.stamp), box, frame)
+                self.init_frame = frame
                 return True
             reason = res.status_message if res else "no answer"
             if reason != last_reason:  # the tracker may still be loading its model: say so once
@@ -211,6 +215,7 @@ class DemoMonitor(Node):
         s = self.score.summary(float(self.p["min_frac_iou"]), float(self.p["min_fps"]))
         s["tracker_diagnostics"] = {k: v for k, v in self.diag.items() if k.startswith(("latency", "fps", "backend"))}
         s["duration_s"] = float(self.p["duration_s"])
+        s["init_frame"] = self.init_frame
         out = pathlib.Path(self.p["out_dir"])
         out.mkdir(parents=True, exist_ok=True)
         ran = s["processed_frames"] > 0
@@ -218,6 +223,7 @@ class DemoMonitor(Node):
         t0 = time.monotonic()
         self.video_path = self._write_video() if self.p["video"] else None
         s["video_write_s"] = round(time.monotonic() - t0, 2)
+        s["per_frame"] = s.pop("per_frame")  # the long list last in the JSON
         (out / "demo_summary.json").write_text(json.dumps(s, indent=2) + "\n", encoding="utf-8")
         infer = self.diag.get("latency_inference_ms", "n/a")
         lines = [

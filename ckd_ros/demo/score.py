@@ -29,12 +29,15 @@ class DemoScore:
     """Collects ground truth and tracker results per image stamp (ns) inside the scoring window."""
 
     gt: Dict[int, np.ndarray] = field(default_factory=dict)
+    gt_frame: Dict[int, int] = field(default_factory=dict)  # stamp -> the camera's scene frame index (if known)
     results: Dict[int, Optional[np.ndarray]] = field(default_factory=dict)  # None = published, no box (LOST)
     latency_ms: List[float] = field(default_factory=list)
     result_times: List[float] = field(default_factory=list)  # receive times (s), for the rate
 
-    def add_gt(self, stamp_ns: int, box: Sequence[float]) -> None:
+    def add_gt(self, stamp_ns: int, box: Sequence[float], frame: Optional[int] = None) -> None:
         self.gt[stamp_ns] = np.asarray(box, np.float64)
+        if frame is not None:
+            self.gt_frame[stamp_ns] = int(frame)
 
     def add_result(self, stamp_ns: int, box: Optional[Sequence[float]], receive_s: float, latency_ms: float) -> None:
         self.results[stamp_ns] = None if box is None else np.asarray(box, np.float64)
@@ -46,6 +49,13 @@ class DemoScore:
         out = [0.0 if box is None else iou(box, self.gt[s]) for s, box in sorted(self.results.items())
                if s in self.gt]
         return np.asarray(out, np.float64)
+
+    def per_frame(self) -> List[Dict]:
+        """One row per processed frame with ground truth, in stamp order (the rows `ious` scores):
+        stamp_ns, the scene frame (None if unknown), IoU (4 decimals), lost."""
+        return [{"stamp_ns": s, "frame": self.gt_frame.get(s),
+                 "iou": round(0.0 if box is None else iou(box, self.gt[s]), 4), "lost": box is None}
+                for s, box in sorted(self.results.items()) if s in self.gt]
 
     def fps(self) -> float:
         t = self.result_times
@@ -74,6 +84,7 @@ class DemoScore:
         summary["pass_iou"] = processed > 0 and frac_ok >= min_frac_ok
         summary["pass_fps"] = fps >= min_fps
         summary["passed"] = bool(summary["pass_iou"] and summary["pass_fps"])
+        summary["per_frame"] = self.per_frame()  # last: the long part of the JSON
         return summary
 
 
