@@ -10,7 +10,8 @@ joined by stamp afterwards.
     CKD_ROS_DISTRO=jazzy bash -c '. scripts/ros_env.sh && .venv/bin/python benchmarks/bench_node_latency.py \
         --width 640 --height 512 --rate 30 --seconds 30 --backend onnxruntime --preset demo_small'
 
-Random weights (the box values do not matter for latency); `--checkpoint` uses a real model instead.
+Random weights (the box values do not matter for latency); `--checkpoint` or `--onnx` uses a real model
+instead, e.g. the shipped INT8 demo model: `--onnx engines/demo_small_int8.onnx --precision int8`.
 `--null-network` returns fixed maps that hold the box in place instead of running the network:
 what is left is the node's own cost. `node_cpu_ms_per_pair` (CPU time of the whole node process over the
 measured window, per received pair) does not depend on how busy the machine is, unlike the
@@ -124,8 +125,11 @@ def echo(args) -> int:
     node = rclpy.create_node("bench_echo")
     pub = node.create_publisher(Detection2DArray, "/ckd_tracker/detections", 10)
 
+    answered = []
+
     def answer(msg):
         pub.publish(Detection2DArray(header=msg.header))
+        answered.append(1)
 
     node.create_subscription(Image, "/rgb/image", lambda msg: None, qos_profile_sensor_data)
     node.create_subscription(Image, "/thermal/image", answer, qos_profile_sensor_data)
@@ -134,7 +138,10 @@ def echo(args) -> int:
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     cam, out = start_camera(args)
+    time.sleep(args.warmup)
+    cpu0, n0 = time.process_time(), len(answered)
     cam.wait()
+    cpu_per_pair = (time.process_time() - cpu0) * 1e3 / max(len(answered) - n0, 1)
     executor.shutdown()
     spin.join(5.0)
     node.destroy_node()
@@ -150,7 +157,8 @@ def echo(args) -> int:
                          f"{platform.python_version()}",
               "ros_distro": os.environ.get("ROS_DISTRO", "?"), "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
               "image": f"{args.width}x{args.height} rgb8 + mono16", "camera_rate_hz": args.rate,
-              "echo_floor_ms": {"p50": pct(e2e, 50), "p99": pct(e2e, 99)}, "frames_measured": len(e2e)}
+              "echo_floor_ms": {"p50": pct(e2e, 50), "p99": pct(e2e, 99)}, "frames_measured": len(e2e),
+              "node_cpu_ms_per_pair": cpu_per_pair}
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:
@@ -210,9 +218,9 @@ def run(args) -> int:
     def open_any(values):
         from ckd_ros.runtime import open_backend
 
-        if args.checkpoint:
-            return open_backend(args.backend, checkpoint=args.checkpoint, preset=args.preset,
-                                cache_dir=args.cache_dir, threads=args.threads)
+        if args.checkpoint or args.onnx:
+            return open_backend(args.backend, checkpoint=args.checkpoint, onnx=args.onnx, preset=args.preset,
+                                precision=args.precision, cache_dir=args.cache_dir, threads=args.threads)
         import torch
 
         from ckd_ros.model import CKDConfig, CKDStudent
@@ -325,6 +333,8 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt", "auto"))
     p.add_argument("--preset", default="demo_small")
     p.add_argument("--checkpoint", default=None)
+    p.add_argument("--onnx", default=None, help="a `ckd export` / `ckd quantize` ONNX file instead of random weights")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (int8: a QDQ file from ckd quantize)")
     p.add_argument("--null-network", action="store_true",
                    help="fixed maps that hold the box instead of the network: the node's own cost")
     p.add_argument("--echo", action="store_true",
