@@ -113,6 +113,16 @@ def start_camera(args):
     return cam, out
 
 
+def make_executor(args):
+    if args.executor == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor()
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    return SingleThreadedExecutor() if args.executor == "single" else MultiThreadedExecutor(num_threads=4)
+
+
 def echo(args) -> int:
     """The floor: a do-nothing node on the same executor answers each thermal image at once."""
     import rclpy
@@ -133,7 +143,7 @@ def echo(args) -> int:
 
     node.create_subscription(Image, "/rgb/image", lambda msg: None, qos_profile_sensor_data)
     node.create_subscription(Image, "/thermal/image", answer, qos_profile_sensor_data)
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = make_executor(args)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
@@ -243,7 +253,7 @@ def run(args) -> int:
             timings[outcome.decoded.pair.rgb_stamp_ns] = dict(outcome.timings)
 
     node._publish_outcome = record
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = make_executor(args)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
@@ -339,6 +349,7 @@ def main(argv=None) -> int:
                    help="fixed maps that hold the box instead of the network: the node's own cost")
     p.add_argument("--echo", action="store_true",
                    help="a do-nothing node instead of ckd_tracker: the transport floor")
+    p.add_argument("--executor", default="multi", choices=("multi", "single", "events"))
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from test_node_support import Harness, MovingTarget, domain_id, tiny_backend, wait_active, wait_for
+from test_node_support import Harness, MovingTarget, domain_id, executor_params, tiny_backend, wait_active, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -315,9 +315,10 @@ def test_backend_failing_in_set_target_answers_at_once_with_the_stage(make_harne
     assert h.clear_target().success
 
 
-def test_services_answer_within_the_timeout_while_the_backend_hangs(make_harness):
+@pytest.mark.parametrize("executor", executor_params())
+def test_services_answer_within_the_timeout_while_the_backend_hangs(make_harness, executor):
     stub = HangingSearch()
-    h = make_harness(overrides=dict(NEVER_LOST, **{"tracking.service_timeout_s": 1.0}),
+    h = make_harness(executor=executor, overrides=dict(NEVER_LOST, **{"tracking.service_timeout_s": 1.0}),
                      backend_factory=lambda values: stub)
     try:
         wait_active(h)

@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from test_node_support import MovingTarget, tiny_factory, wait_active, wait_for
+from test_node_support import MovingTarget, executor_params, tiny_factory, wait_active, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -23,8 +23,9 @@ def stamp_of(det_array) -> int:
     return s.sec * 1_000_000_000 + s.nanosec
 
 
-def test_set_target_newest_then_detections_carry_rgb_headers(make_harness):
-    h = make_harness(overrides=NEVER_LOST)
+@pytest.mark.parametrize("executor", executor_params())
+def test_set_target_newest_then_detections_carry_rgb_headers(make_harness, executor):
+    h = make_harness(executor=executor, overrides=NEVER_LOST)
     wait_active(h)
     scene = MovingTarget()
     h.stream(scene, rate_hz=20.0)
@@ -48,8 +49,9 @@ def test_set_target_newest_then_detections_carry_rgb_headers(make_harness):
         assert 0 < det.bbox.size_x <= scene.width and 0 < det.bbox.size_y <= scene.height
 
 
-def test_set_target_by_stamp_catches_up_and_rejects_unknown_stamps(make_harness):
-    h = make_harness(overrides=NEVER_LOST)
+@pytest.mark.parametrize("executor", executor_params())
+def test_set_target_by_stamp_catches_up_and_rejects_unknown_stamps(make_harness, executor):
+    h = make_harness(executor=executor, overrides=NEVER_LOST)
     wait_active(h)
     scene = MovingTarget()
     h.stream(scene, rate_hz=20.0)
@@ -139,12 +141,14 @@ def test_clear_target_stops_detections(make_harness):
     assert h.clear_target().message == "no target was set"
 
 
-def test_lifecycle_through_services(make_harness):
+@pytest.mark.parametrize("executor", executor_params())
+def test_lifecycle_through_services(make_harness, executor):
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
     opened = []
-    h = make_harness(overrides=dict(NEVER_LOST, autostart=False), backend_factory=tiny_factory(opened=opened))
+    h = make_harness(executor=executor, overrides=dict(NEVER_LOST, autostart=False),
+                     backend_factory=tiny_factory(opened=opened))
     base = h.node.get_fully_qualified_name()
     change = h.client.create_client(ChangeState, f"{base}/change_state")
     get = h.client.create_client(GetState, f"{base}/get_state")
@@ -187,8 +191,9 @@ def test_lifecycle_through_services(make_harness):
     assert len(opened) == 2 and h.node._tracker.state.value == "idle"
 
 
-def test_parameter_changes_accepted_and_rejected_with_reasons(make_harness):
-    h = make_harness(overrides=NEVER_LOST)
+@pytest.mark.parametrize("executor", executor_params())
+def test_parameter_changes_accepted_and_rejected_with_reasons(make_harness, executor):
+    h = make_harness(executor=executor, overrides=NEVER_LOST)
     wait_active(h)
 
     def one(**kv):

@@ -18,6 +18,21 @@ def domain_id() -> int:
     return int(os.environ.get("CKD_TEST_DOMAIN_ID") or 1 + os.getpid() % 100)
 
 
+def executor_params():
+    """pytest params for the executors `ckd_tracker` can run on (parameter `executor`); `events` skips,
+    with the reason, on an rclpy without EventsExecutor (Humble)."""
+    import pytest
+
+    try:
+        from rclpy.experimental import EventsExecutor  # noqa: F401
+        missing = None
+    except ImportError:
+        missing = (f"rclpy of ROS {os.environ.get('ROS_DISTRO', '?')} has no EventsExecutor (Jazzy and later "
+                   "have it); the node runs on the MultiThreadedExecutor there")
+    return [pytest.param("multi_threaded"),
+            pytest.param("events", marks=pytest.mark.skipif(missing is not None, reason=missing or ""))]
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,10 +135,14 @@ def tiny_factory(delay_s: float = 0.0, opened: Optional[list] = None):
 
 
 class Harness:
-    """The node under test plus a client node, spun by one MultiThreadedExecutor in a thread."""
+    """The node under test plus a client node, spun by one MultiThreadedExecutor in a thread.
+
+    `executor="events"`: the node is spun as `ckd_tracker`'s main() spins it with `executor: events`
+    (rclpy's EventsExecutor, Jazzy+), the client by its own MultiThreadedExecutor in a second thread."""
 
     def __init__(self, context, overrides: Optional[dict] = None, backend_factory=None, namespace: str = "",
-                 node_name: str = "ckd_tracker", pub_reliability: str = "best_effort") -> None:
+                 node_name: str = "ckd_tracker", pub_reliability: str = "best_effort",
+                 executor: str = "multi_threaded") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import MultiThreadedExecutor
@@ -157,16 +176,27 @@ class Harness:
         self.set_target_cli = self.client.create_client(SetCameraInfo, f"{base}/set_target")
         self.clear_target_cli = self.client.create_client(Trigger, f"{base}/clear_target")
         self.executor = MultiThreadedExecutor(num_threads=4, context=context)
-        self.executor.add_node(self.node)
         self.executor.add_node(self.client)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._executors = [self.executor]
+        if executor == "multi_threaded":
+            self.executor.add_node(self.node)
+        else:
+            from ckd_ros.node.tracker_node import make_executor
+
+            node_executor, name = make_executor(executor, context=context)
+            assert name == executor
+            node_executor.add_node(self.node)
+            self._executors.append(node_executor)
+        self._threads = [threading.Thread(target=self._spin, args=(ex,), daemon=True) for ex in self._executors]
+        for t in self._threads:
+            t.start()
         self._pub_thread: Optional[threading.Thread] = None
         self._stop_pub = threading.Event()
 
-    def _spin(self) -> None:
+    @staticmethod
+    def _spin(executor) -> None:
         try:
-            self.executor.spin()
+            executor.spin()
         except Exception:  # context shut down at the end of a test
             pass
 
@@ -316,8 +346,9 @@ class Harness:
         try:
             self.node.teardown()
         finally:
-            self.executor.shutdown(timeout_sec=5.0)
-            self._thread.join(5.0)
+            for ex, t in zip(self._executors, self._threads):
+                ex.shutdown(timeout_sec=5.0)
+                t.join(5.0)
             self.node.destroy_node()
             self.client.destroy_node()
 
