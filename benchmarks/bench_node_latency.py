@@ -3,7 +3,7 @@
 the network (backend inference) time, p50/p99, per frame.
 
 Two processes, like a robot: a camera process publishes RGB (rgb8) + thermal (mono16) pairs stamped
-with the wall clock and receives the detections; this process runs the real node (MultiThreadedExecutor,
+with the wall clock and receives the detections; this process runs the real node (the executor main() picks,
 worker thread, sync, cache, diagnostics) and records each processed pair's stage timings. Frames are
 joined by stamp afterwards.
 
@@ -71,7 +71,12 @@ def camera(args) -> int:
         rgb, tir = scene.frame(k)
         frames.append((array_to_image_msg(rgb, "rgb8", stamp_ns=0, frame_id="cam_rgb"),
                        array_to_image_msg(tir, "mono16", stamp_ns=0, frame_id="cam_tir")))
-    executor = SingleThreadedExecutor()
+    try:  # the lightest receive path rclpy has (Jazzy+): the measuring side should add as little as it can
+        from rclpy.experimental import EventsExecutor
+
+        executor = EventsExecutor()
+    except ImportError:
+        executor = SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
@@ -114,19 +119,22 @@ def start_camera(args):
 
 
 def make_executor(args):
-    if args.executor == "events":
-        from rclpy.experimental import EventsExecutor
+    """The executor `ckd_tracker`'s main() would pick for `--executor` (its parameter `executor`)."""
+    try:
+        from ckd_ros.node.tracker_node import make_executor as node_executor
+    except ImportError:  # a ckd_ros from before the `executor` parameter (A/B runs against old code)
+        from rclpy.executors import MultiThreadedExecutor
 
-        return EventsExecutor()
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-
-    return SingleThreadedExecutor() if args.executor == "single" else MultiThreadedExecutor(num_threads=4)
+        args.executor_name = "multi_threaded (ckd_ros without make_executor)"
+        return MultiThreadedExecutor(num_threads=4)
+    executor, name = node_executor(args.executor)
+    args.executor_name = name
+    return executor
 
 
 def echo(args) -> int:
     """The floor: a do-nothing node on the same executor answers each thermal image at once."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
@@ -166,6 +174,7 @@ def echo(args) -> int:
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                          f"{platform.python_version()}",
               "ros_distro": os.environ.get("ROS_DISTRO", "?"), "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
+              "executor": args.executor_name,
               "image": f"{args.width}x{args.height} rgb8 + mono16", "camera_rate_hz": args.rate,
               "echo_floor_ms": {"p50": pct(e2e, 50), "p99": pct(e2e, 99)}, "frames_measured": len(e2e),
               "node_cpu_ms_per_pair": cpu_per_pair}
@@ -178,7 +187,6 @@ def echo(args) -> int:
 
 def run(args) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
     from ckd_ros.node.tracker_node import CkdTrackerNode
@@ -314,6 +322,7 @@ def run(args) -> int:
         "ros_distro": os.environ.get("ROS_DISTRO", "?"),
         "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
         "backend": backend_desc,
+        "executor": args.executor_name,
         "image": f"{args.width}x{args.height} rgb8 + mono16",
         "camera_rate_hz": args.rate,
         "frames_measured": len(rows),
@@ -349,7 +358,8 @@ def main(argv=None) -> int:
                    help="fixed maps that hold the box instead of the network: the node's own cost")
     p.add_argument("--echo", action="store_true",
                    help="a do-nothing node instead of ckd_tracker: the transport floor")
-    p.add_argument("--executor", default="multi", choices=("multi", "single", "events"))
+    p.add_argument("--executor", default="auto", choices=("auto", "events", "multi_threaded"),
+                   help="the node's executor (its parameter `executor`); the echo node uses the same")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)

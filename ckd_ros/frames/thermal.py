@@ -55,17 +55,23 @@ def _pair(value, name: str) -> Tuple[float, float]:
     return lo, hi
 
 
-def _hist_percentiles(img: np.ndarray, qs: Sequence[float]) -> Tuple[float, float]:
+def _hist_percentiles(img: np.ndarray, qs: Sequence[float], vmin: Optional[int] = None,
+                      vmax: Optional[int] = None) -> Tuple[float, float]:
     """np.percentile(img, qs) (linear method) for uint8/uint16 via a histogram: exact and O(n).
 
-    The histogram is OpenCV's (one bin per value; it releases the GIL, which matters in the node where
-    executor threads run beside the worker) when its float32 counts are exact (< 2**24 pixels).
+    One bin per value from `vmin` to `vmax` (the image's min and max, computed when not given), so a
+    16-bit frame whose values span 2000 counts needs 2000 bins, not 65536. The histogram is OpenCV's
+    (it releases the GIL, which matters in the node where executor threads run beside the worker)
+    when its float32 counts are exact (< 2**24 pixels), numpy's otherwise.
     """
-    levels = 256 if img.dtype == np.uint8 else 65536
+    vmin = int(img.min()) if vmin is None else int(vmin)
+    vmax = int(img.max()) if vmax is None else int(vmax)
+    bins = vmax - vmin + 1
     if img.ndim == 2 and img.size < 2 ** 24 and img.strides[1] == img.itemsize:
-        counts = cv2.calcHist([img], [0], None, [levels], [0, levels]).reshape(-1).astype(np.int64)
+        counts = cv2.calcHist([img], [0], None, [bins], [vmin, vmax + 1]).reshape(-1).astype(np.int64)
     else:
-        counts = np.bincount(img.reshape(-1), minlength=levels)
+        flat = img.reshape(-1)
+        counts = np.bincount(flat - flat.dtype.type(vmin) if vmin else flat, minlength=bins)
     cum = np.cumsum(counts)
     n = int(cum[-1])
     out = []
@@ -75,7 +81,7 @@ def _hist_percentiles(img: np.ndarray, qs: Sequence[float]) -> Tuple[float, floa
         frac = pos - k
         a = float(np.searchsorted(cum, k, side="right"))
         b = float(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
-        out.append(a + frac * (b - a))
+        out.append(vmin + a + frac * (b - a))
     return out[0], out[1]
 
 
@@ -120,6 +126,7 @@ class ThermalNormalizer:
             raise ValueError(f"min_span must lie in [0, 1] (fraction of the frame's max - min), got {min_span!r}")
         self.last_nonfinite = 0
         self.last_range: Tuple[float, float] = (0.0, 255.0)
+        self._levels: Optional[Tuple[int, int]] = None
 
     def __repr__(self) -> str:
         return (f"ThermalNormalizer(method={self.method!r}, percentiles={self.percentiles}, "
@@ -165,22 +172,27 @@ class ThermalNormalizer:
         if values.size == 0:
             return 0.0, 0.0
         vmin, vmax = float(values.min()), float(values.max())
+        if values.dtype in (np.uint8, np.uint16):
+            self._levels = (int(vmin), int(vmax))  # the LUT of `_stretch` needs only these levels
         if method == "minmax":
             return vmin, vmax
         if values.dtype in (np.uint8, np.uint16):
-            lo, hi = _hist_percentiles(values, self.percentiles)
+            lo, hi = _hist_percentiles(values, self.percentiles, int(vmin), int(vmax))
         else:
             lo, hi = (float(v) for v in np.percentile(values, self.percentiles))
         return agc_floor(lo, hi, vmin, vmax, self.min_span)
 
     # ---- mapping -------------------------------------------------------------------------
     @staticmethod
-    def _stretch(gray: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    def _stretch(gray: np.ndarray, lo: float, hi: float, levels: Optional[Tuple[int, int]] = None) -> np.ndarray:
         scale = 255.0 / (hi - lo) if hi > lo else 0.0  # flat frame -> all black
         if gray.dtype in (np.uint8, np.uint16):
-            # one table per frame: cheaper than float maths on every pixel
-            levels = np.arange(256 if gray.dtype == np.uint8 else 65536, dtype=np.float64)
-            lut = np.clip(np.rint((levels - lo) * scale), 0, 255).astype(np.uint8)
+            # one table per frame: cheaper than float maths on every pixel; only the levels the frame
+            # has (`levels` = its min, max) are computed, the rest of the table is never read
+            first, last = levels if levels is not None else (0, 255 if gray.dtype == np.uint8 else 65535)
+            lut = np.zeros(256 if gray.dtype == np.uint8 else 65536, dtype=np.uint8)
+            values = np.arange(first, last + 1, dtype=np.float64)
+            lut[first:last + 1] = np.clip(np.rint((values - lo) * scale), 0, 255).astype(np.uint8)
             return np.take(lut, gray)
         x = gray.astype(np.float32)
         x -= np.float32(lo)
@@ -222,11 +234,12 @@ class ThermalNormalizer:
             if n_bad:
                 self.last_nonfinite = n_bad
                 finite = mask
+        self._levels = None
         lo, hi = self._range(gray, finite, method)
         self.last_range = (lo, hi)
         if finite is not None:
             gray = np.where(finite, gray, np.float32(lo)).astype(gray.dtype, copy=False)
-        out = self._stretch(gray, lo, hi)
+        out = self._stretch(gray, lo, hi, self._levels)
         if finite is not None:
             out[~finite] = 0  # the low end, whatever the range did to `lo`
         if self.invert:
