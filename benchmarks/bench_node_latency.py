@@ -118,6 +118,30 @@ def start_camera(args):
     return cam, out
 
 
+def stop_and_read(executor, spin, node, out: str, warmup_s: float):
+    """Shut the node process's ROS side down, read the camera's record: ({stamp: received ns}, first
+    stamp counted after the warm-up)."""
+    import rclpy
+
+    executor.shutdown()
+    spin.join(5.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    with open(out) as f:
+        cam_data = json.load(f)
+    received = {int(k): v for k, v in cam_data["received"].items()}
+    return received, cam_data["published"][0][0] + int(warmup_s * 1e9)
+
+
+def describe_run(args) -> dict:
+    """The first keys of every summary: where and what was measured."""
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                       f"{platform.python_version()}",
+            "ros_distro": os.environ.get("ROS_DISTRO", "?"), "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
+            "executor": args.executor_name, "image": f"{args.width}x{args.height} rgb8 + mono16",
+            "camera_rate_hz": args.rate}
+
+
 def make_executor(args):
     """The executor `ckd_tracker`'s main() would pick for `--executor` (its parameter `executor`)."""
     try:
@@ -160,24 +184,13 @@ def echo(args) -> int:
     cpu0, n0 = time.process_time(), len(answered)
     cam.wait()
     cpu_per_pair = (time.process_time() - cpu0) * 1e3 / max(len(answered) - n0, 1)
-    executor.shutdown()
-    spin.join(5.0)
-    node.destroy_node()
-    rclpy.try_shutdown()
-    with open(out) as f:
-        cam_data = json.load(f)
-    t_first = cam_data["published"][0][0] + int(args.warmup * 1e9)
-    e2e = [(v - int(k)) / 1e6 for k, v in cam_data["received"].items() if int(k) >= t_first]
+    received, t_first = stop_and_read(executor, spin, node, out, args.warmup)
+    e2e = [(v - k) / 1e6 for k, v in received.items() if k >= t_first]
     if not e2e:
         print("no echoes received", file=sys.stderr)
         return 1
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                         f"{platform.python_version()}",
-              "ros_distro": os.environ.get("ROS_DISTRO", "?"), "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
-              "executor": args.executor_name,
-              "image": f"{args.width}x{args.height} rgb8 + mono16", "camera_rate_hz": args.rate,
-              "echo_floor_ms": {"p50": pct(e2e, 50), "p99": pct(e2e, 99)}, "frames_measured": len(e2e),
-              "node_cpu_ms_per_pair": cpu_per_pair}
+    result = {**describe_run(args), "echo_floor_ms": {"p50": pct(e2e, 50), "p99": pct(e2e, 99)},
+              "frames_measured": len(e2e), "node_cpu_ms_per_pair": cpu_per_pair}
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:
@@ -293,16 +306,7 @@ def run(args) -> int:
     cam.wait()
     cpu1, snap = time.process_time(), node.stats.snapshot()
     node.teardown()
-    executor.shutdown()
-    spin.join(5.0)
-    node.destroy_node()
-    rclpy.try_shutdown()
-
-    with open(out) as f:
-        cam_data = json.load(f)
-    published = [s for s, _ in cam_data["published"]]
-    received = {int(k): v for k, v in cam_data["received"].items()}
-    t_first = published[0] + int(args.warmup * 1e9)
+    received, t_first = stop_and_read(executor, spin, node, out, args.warmup)
     rows = []
     for stamp, t_recv in received.items():
         if stamp < t_first or stamp not in timings:
@@ -318,13 +322,8 @@ def run(args) -> int:
     keys = ["e2e", "inference", "e2e_minus_network", "stamp_to_publish", "total", "sync_wait", "queue", "decode",
             "preprocess", "postprocess", "publish"]
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-        "ros_distro": os.environ.get("ROS_DISTRO", "?"),
-        "rmw": os.environ.get("RMW_IMPLEMENTATION", "?"),
+        **describe_run(args),
         "backend": backend_desc,
-        "executor": args.executor_name,
-        "image": f"{args.width}x{args.height} rgb8 + mono16",
-        "camera_rate_hz": args.rate,
         "frames_measured": len(rows),
         "processed_fps": len(rows) / args.seconds,
         "pairs_received": counters.get("pairs_received", 0),
