@@ -71,11 +71,16 @@ def camera(args) -> int:
         rgb, tir = scene.frame(k)
         frames.append((array_to_image_msg(rgb, "rgb8", stamp_ns=0, frame_id="cam_rgb"),
                        array_to_image_msg(tir, "mono16", stamp_ns=0, frame_id="cam_tir")))
-    try:  # the lightest receive path rclpy has (Jazzy+): the measuring side should add as little as it can
+    try:
+        from ckd_ros.node.tracker_node import events_executor_missing
+        light = events_executor_missing() is None
+    except ImportError:  # a ckd_ros from before the executor parameter (A/B runs against old code)
+        light = False
+    if light:  # the lightest receive path rclpy has: the measuring side should add as little as it can
         from rclpy.experimental import EventsExecutor
 
         executor = EventsExecutor()
-    except ImportError:
+    else:
         executor = SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -94,10 +99,10 @@ def camera(args) -> int:
         k += 1
         time.sleep(max(0.0, t0 + k / args.rate - time.monotonic()))
     time.sleep(1.0)
+    executor.shutdown()  # no detection arrives while the record is written
+    spin.join(5.0)
     with open(args.out, "w") as f:
         json.dump({"published": published, "received": received}, f)
-    executor.shutdown()
-    spin.join(5.0)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -149,6 +154,7 @@ def make_executor(args):
     except ImportError:  # a ckd_ros from before the `executor` parameter (A/B runs against old code)
         from rclpy.executors import MultiThreadedExecutor
 
+        print(f"this ckd_ros has no executor parameter: --executor {args.executor} ignored, MultiThreadedExecutor")
         args.executor_name = "multi_threaded (ckd_ros without make_executor)"
         return MultiThreadedExecutor(num_threads=4)
     executor, name = node_executor(args.executor)

@@ -9,11 +9,13 @@ line: left out, the params file (and the node's defaults after it) decide. Input
 both transports: `<topic>` (raw) and `<topic>/compressed`. Each camera's `camera_info` (target ray,
 `registration.mode: camera_info`) is the image topic's sibling, as camera drivers publish it
 (`/cam/color/image_raw` -> `/cam/color/camera_info`); `rgb_info_topic` / `thermal_info_topic` override.
+Image topics in one namespace (`/cam/rgb`, `/cam/tir`) would share one camera_info: then nothing is
+remapped (the node's `rgb/camera_info`, `thermal/camera_info`) and the launch says so.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -23,7 +25,8 @@ TRUE = ("true", "1", "yes", "on")
 
 
 def camera_info_topic(image_topic: str) -> str:
-    """`/cam/color/image_raw` -> `/cam/color/camera_info` (image_transport's convention: same namespace)."""
+    """The camera_info topic beside an image topic (image_transport's convention: same namespace):
+    `/cam/color/image_raw` -> `/cam/color/camera_info`, `/image` -> `/camera_info`, `image` -> `camera_info`."""
     head, _, _ = image_topic.rstrip("/").rpartition("/")
     return f"{head}/camera_info" if head or image_topic.startswith("/") else "camera_info"
 
@@ -42,7 +45,12 @@ def _tracker(context, *args, **kwargs):
     rgb, tir = cfg["rgb_topic"], cfg["thermal_topic"]
     rgb_info = cfg["rgb_info_topic"] or camera_info_topic(rgb)
     tir_info = cfg["thermal_info_topic"] or camera_info_topic(tir)
-    nodes = []
+    nodes, info_remaps = [], [("rgb/camera_info", rgb_info), ("thermal/camera_info", tir_info)]
+    if rgb_info == tir_info:  # sibling image topics (/cam/rgb, /cam/tir): one camera_info cannot serve both
+        info_remaps = []
+        nodes.append(LogInfo(msg=f"ckd_tracker: {rgb} and {tir} would share {rgb_info}; camera_info stays on the "
+                                 "node's rgb/camera_info and thermal/camera_info: set rgb_info_topic and "
+                                 "thermal_info_topic to the cameras' own camera_info topics"))
     if LaunchConfiguration("rviz").perform(context).lower() in TRUE:
         share = get_package_share_directory("ckd_ros")
         rviz_params = [{"use_sim_time": overrides["use_sim_time"]}] if "use_sim_time" in overrides else []
@@ -53,8 +61,8 @@ def _tracker(context, *args, **kwargs):
         package="ckd_ros", executable="ckd_tracker", name=cfg["node_name"], namespace=cfg["namespace"],
         parameters=parameters,
         remappings=[("rgb/image", rgb), ("thermal/image", tir),
-                    ("rgb/image/compressed", rgb + "/compressed"), ("thermal/image/compressed", tir + "/compressed"),
-                    ("rgb/camera_info", rgb_info), ("thermal/camera_info", tir_info)],
+                    ("rgb/image/compressed", rgb + "/compressed"), ("thermal/image/compressed", tir + "/compressed")]
+        + info_remaps,
         arguments=["--ros-args", "--log-level", cfg["log_level"]],
         output="screen", emulate_tty=True,
     )]

@@ -15,8 +15,8 @@ if [ -z "${ROS_DISTRO:-}" ] || [ -n "${CKD_WHEEL_ROS:-}" ]; then
   fi
 fi
 # Keep test/demo DDS traffic on this machine: ROS_LOCALHOST_ONLY on Humble; Jazzy deprecates it for
-# ROS_AUTOMATIC_DISCOVERY_RANGE, and setting both there costs ~1.5 ms per cross-process publish on
-# Cyclone DDS (measured, benchmarks/bench_node_latency.py) besides two rcl warnings per process.
+# ROS_AUTOMATIC_DISCOVERY_RANGE, and with both a cross-process publish took 1.8 ms instead of 0.5 ms
+# p50 on Cyclone DDS (docs/ros.md, node latency), besides two rcl warnings per process.
 if [ "${ROS_DISTRO:-}" = "humble" ] || [ "${ROS_DISTRO:-}" = "foxy" ] || [ "${ROS_DISTRO:-}" = "galactic" ]; then
   export ROS_LOCALHOST_ONLY="${ROS_LOCALHOST_ONLY:-1}"
 else

@@ -155,10 +155,16 @@ def test_launch_file_remaps_namespaces_and_drives_lifecycle(tmp_path):
         # remapped inputs: both trackers subscribe to /cam/rgb and /cam/tir
         assert wait_for(lambda: node.count_subscribers("/cam/rgb") == 2 and node.count_subscribers("/cam/tir") == 2,
                         10.0)
-        # camera_info: the image topics' siblings (/cam/rgb -> /cam/camera_info), as drivers publish them;
-        # thermal_info_topic overrides it on the second tracker
-        assert wait_for(lambda: node.count_subscribers("/cam/camera_info") == 3
-                        and node.count_subscribers("/cam/tir_info") == 1, 10.0)
+        # camera_info: the image topics' sibling, as drivers publish it. /cam/rgb and /cam/tir would share
+        # /cam/camera_info, so the first tracker keeps its own names (and the launch says why); on the
+        # second, thermal_info_topic takes the thermal one elsewhere and RGB gets the sibling
+        assert wait_for(lambda: node.count_subscribers("/cam/camera_info") == 1
+                        and node.count_subscribers("/cam/tir_info") == 1
+                        and node.count_subscribers("/robot/rgb/camera_info") == 1
+                        and node.count_subscribers("/robot/thermal/camera_info") == 1, 10.0), \
+            {t: node.count_subscribers(t) for t in ("/cam/camera_info", "/cam/tir_info", "/robot/rgb/camera_info",
+                                                    "/robot/thermal/camera_info")}
+        assert "would share /cam/camera_info" in (tmp_path / "launch.log").read_text()
         dets = {"auto": [], "manual": []}
         for name in dets:
             node.create_subscription(Detection2DArray, f"/robot/{name}/detections", dets[name].append, 10)

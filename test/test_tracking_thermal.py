@@ -28,8 +28,9 @@ def test_minmax_uint16_and_hist_percentile_exact():
     rng = np.random.default_rng(5)
     for dtype, hi in ((np.uint16, 65536), (np.uint8, 256)):
         img = rng.integers(0, hi, (50, 70)).astype(dtype)
-        for view in (img, img[:, ::2], img[1:-1, 3:]):  # OpenCV's histogram (rows of pixels) and numpy's
-            for qs in ((1.0, 99.0), (0.0, 100.0), (2.5, 97.3)):
+        offset = (img // 4 + hi // 2).astype(dtype)  # min well above 0: the histogram starts at the frame's min
+        for view in (img, img[:, ::2], img[1:-1, 3:], offset, offset[:, ::3], img[:1, :1]):
+            for qs in ((1.0, 99.0), (0.0, 100.0), (2.5, 97.3)):  # OpenCV's histogram (rows) and numpy's (strided)
                 np.testing.assert_allclose(_hist_percentiles(view, qs), np.percentile(view, qs), rtol=0, atol=1e-9)
     norm = ThermalNormalizer("minmax")
     img16 = ramp(7000, 9000, np.uint16)
@@ -131,3 +132,16 @@ def test_constructor_validation(kwargs, match):
 def test_input_validation(img, match):
     with pytest.raises(ValueError, match=match):
         ThermalNormalizer()(img)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_stretch_table_of_the_frames_own_levels_equals_the_full_table(dtype):
+    rng = np.random.default_rng(3)
+    top = 255 if dtype == np.uint8 else 65535
+    for lo_v, hi_v, lo, hi in ((10, 200, 37.5, 151.25), (3000, 9000, 4000.0, 4000.5), (0, top, 0.0, float(top)),
+                               (500 % top, 500 % top, 500.0 % top, 500.0 % top)):
+        img = rng.integers(lo_v, hi_v + 1, (33, 47)).astype(dtype)
+        levels = (int(img.min()), int(img.max()))
+        full = ThermalNormalizer._stretch(img, lo, hi)
+        assert np.array_equal(ThermalNormalizer._stretch(img, lo, hi, levels), full)
+

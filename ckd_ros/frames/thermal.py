@@ -59,8 +59,9 @@ def _hist_percentiles(img: np.ndarray, qs: Sequence[float], vmin: Optional[int] 
                       vmax: Optional[int] = None) -> Tuple[float, float]:
     """np.percentile(img, qs) (linear method) for uint8/uint16 via a histogram: exact and O(n).
 
-    One bin per value from `vmin` to `vmax` (the image's min and max, computed when not given), so a
-    16-bit frame whose values span 2000 counts needs 2000 bins, not 65536. The histogram is OpenCV's
+    One bin per value from `vmin` to `vmax` (the image's min and max, computed when not given; given,
+    they must bound every pixel), so a 16-bit frame whose values span 2000 counts needs 2000 bins, not
+    65536. The histogram is OpenCV's
     (it releases the GIL, which matters in the node where executor threads run beside the worker)
     when its float32 counts are exact (< 2**24 pixels), numpy's otherwise.
     """
@@ -126,7 +127,6 @@ class ThermalNormalizer:
             raise ValueError(f"min_span must lie in [0, 1] (fraction of the frame's max - min), got {min_span!r}")
         self.last_nonfinite = 0
         self.last_range: Tuple[float, float] = (0.0, 255.0)
-        self._levels: Optional[Tuple[int, int]] = None
 
     def __repr__(self) -> str:
         return (f"ThermalNormalizer(method={self.method!r}, percentiles={self.percentiles}, "
@@ -165,26 +165,30 @@ class ThermalNormalizer:
         return cv2.cvtColor(np.ascontiguousarray(img), code)  # palette -> luminance
 
     # ---- range estimation ----------------------------------------------------------------
-    def _range(self, gray: np.ndarray, finite: Optional[np.ndarray], method: str) -> Tuple[float, float]:
+    def _range(self, gray: np.ndarray, finite: Optional[np.ndarray],
+               method: str) -> Tuple[float, float, Optional[Tuple[int, int]]]:
+        """(lo, hi, levels): the input values mapped to 0 / 255, and for uint8/uint16 input the frame's
+        (min, max), the only levels `_stretch` has to tabulate (None: all of them)."""
         if method == "fixed":
-            return self.value_range
+            return self.value_range[0], self.value_range[1], None
         values = gray if finite is None else gray[finite]
         if values.size == 0:
-            return 0.0, 0.0
+            return 0.0, 0.0, None
         vmin, vmax = float(values.min()), float(values.max())
-        if values.dtype in (np.uint8, np.uint16):
-            self._levels = (int(vmin), int(vmax))  # the LUT of `_stretch` needs only these levels
+        levels = (int(vmin), int(vmax)) if values.dtype in (np.uint8, np.uint16) else None
         if method == "minmax":
-            return vmin, vmax
-        if values.dtype in (np.uint8, np.uint16):
-            lo, hi = _hist_percentiles(values, self.percentiles, int(vmin), int(vmax))
+            return vmin, vmax, levels
+        if levels is not None:
+            lo, hi = _hist_percentiles(values, self.percentiles, *levels)
         else:
             lo, hi = (float(v) for v in np.percentile(values, self.percentiles))
-        return agc_floor(lo, hi, vmin, vmax, self.min_span)
+        return agc_floor(lo, hi, vmin, vmax, self.min_span) + (levels,)
 
     # ---- mapping -------------------------------------------------------------------------
     @staticmethod
     def _stretch(gray: np.ndarray, lo: float, hi: float, levels: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """HxW gray (input units) -> HxW uint8: rint((v - lo) * 255 / (hi - lo)) clipped to [0, 255].
+        `levels` = (min, max) of an integer `gray` (bounding every pixel) limits the table to them."""
         scale = 255.0 / (hi - lo) if hi > lo else 0.0  # flat frame -> all black
         if gray.dtype in (np.uint8, np.uint16):
             # one table per frame: cheaper than float maths on every pixel; only the levels the frame
@@ -234,12 +238,11 @@ class ThermalNormalizer:
             if n_bad:
                 self.last_nonfinite = n_bad
                 finite = mask
-        self._levels = None
-        lo, hi = self._range(gray, finite, method)
+        lo, hi, levels = self._range(gray, finite, method)
         self.last_range = (lo, hi)
         if finite is not None:
             gray = np.where(finite, gray, np.float32(lo)).astype(gray.dtype, copy=False)
-        out = self._stretch(gray, lo, hi, self._levels)
+        out = self._stretch(gray, lo, hi, levels)
         if finite is not None:
             out[~finite] = 0  # the low end, whatever the range did to `lo`
         if self.invert:

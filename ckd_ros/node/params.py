@@ -78,9 +78,10 @@ class ParamSpec:
 
 SPECS: List[ParamSpec] = [
     ParamSpec("autostart", True, "configure and activate on start-up", STARTUP),
-    ParamSpec("executor", "auto", "executor of `ckd_tracker` (main): events = rclpy's EventsExecutor (Jazzy+, "
-              "half the node's CPU and latency), multi_threaded = MultiThreadedExecutor; auto = events where "
-              "rclpy has it", STARTUP, choices=("auto", "events", "multi_threaded")),
+    ParamSpec("executor", "auto", "executor of `ckd_tracker` (main): events = rclpy's EventsExecutor (half "
+              "the node's CPU and latency; services wait while configure or set_target run), multi_threaded "
+              "= MultiThreadedExecutor; auto = events where rclpy has it (recent Jazzy and later)", STARTUP,
+              choices=("auto", "events", "multi_threaded")),
     # model / backend (loaded in on_configure)
     ParamSpec("model.checkpoint", "", "official .pth.tar or converted student file (one of model.checkpoint "
               "/ model.onnx is required)", UNCONFIGURED),

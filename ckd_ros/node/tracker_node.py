@@ -108,7 +108,8 @@ class CkdTrackerNode(LifecycleNode):
         for message in self._param_errors.values():
             self.get_logger().error(message)
         if self._values["autostart"]:
-            # from the executor, so services answer while a TensorRT engine builds in on_configure
+            # from the executor; on the MultiThreadedExecutor services answer while a TensorRT engine
+            # builds in on_configure, on the EventsExecutor they answer after it (make_executor)
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
     # ---- parameters -------------------------------------------------------------------------------
@@ -516,33 +517,44 @@ class CkdTrackerNode(LifecycleNode):
         return stat
 
 
+def events_executor_missing() -> Optional[str]:
+    """None when this rclpy ships `rclpy.experimental.EventsExecutor`, else why not (one line)."""
+    try:
+        from rclpy.experimental import EventsExecutor  # noqa: F401, PLC0415
+    except ImportError:
+        return (f"rclpy of ROS {os.environ.get('ROS_DISTRO') or '?'} has no rclpy.experimental.EventsExecutor "
+                "(recent Jazzy releases and later ship it; Humble does not)")
+    return None
+
+
 def make_executor(kind: str = "auto", context=None):
     """The executor `main()` spins the node with (parameter `executor`): returns (executor, name).
 
-    `events`: rclpy's EventsExecutor (`rclpy.experimental`, Jazzy and later): a C++ event queue on one
-    thread. The node's callbacks only hand over (the synchroniser, the frame cache, the latest-wins
-    slot) and the worker thread tracks, so one thread serves them; a service that waits for the worker
-    (`set_target`, at most `tracking.service_timeout_s`) holds the other callbacks meanwhile, and the
-    images of that time wait in the subscription queue (`qos.depth`). Measured with
-    `benchmarks/bench_node_latency.py --null-network` (640x512 rgb8 + mono16 at 30 Hz, Jazzy, this 2-core
-    machine): camera stamp -> detection 8.4 / 10.1 ms p50 / p99 and 7.2 ms node CPU per pair, against
-    15.4 / 21.1 ms and 14.9 ms with the MultiThreadedExecutor (docs/ros.md).
-    `multi_threaded`: rclpy's MultiThreadedExecutor, 4 threads (every rclpy; Humble has no EventsExecutor).
+    `events`: rclpy's EventsExecutor (`rclpy.experimental`): a C++ event queue on one thread. The
+    node's callbacks only hand over (the synchroniser, the frame cache, the latest-wins slot) and the
+    worker thread tracks, so one thread serves them at half the CPU and latency of the
+    MultiThreadedExecutor (figures: docs/ros.md, "Executor"). The price: a callback that takes long
+    holds the others. `set_target` waits for the worker (template + catch-up, at most
+    `tracking.service_timeout_s`), and `configure` loads the model (a first TensorRT engine build
+    takes minutes): meanwhile images wait in the subscription queue (`qos.depth`, newest kept), and
+    `get_state`, parameter services and /diagnostics answer afterwards.
+    `multi_threaded`: rclpy's MultiThreadedExecutor, 4 threads: services and diagnostics answer during
+    such waits; every rclpy has it.
     `auto`: events where rclpy has it, else multi_threaded.
+    `context`: the rclpy context (None: the default one); the node is not added here.
     Raises ParameterError for an unknown kind, or for `events` on an rclpy without it.
     """
-    if kind not in ("auto", "events", "multi_threaded"):
-        raise ParameterError(f"executor {kind!r} is unknown; choose auto, events or multi_threaded")
+    choices = params.SPEC_BY_NAME["executor"].choices
+    if kind not in choices:
+        raise ParameterError(f"executor {kind!r} is unknown; choose one of {', '.join(choices)}")
     if kind in ("auto", "events"):
-        try:
-            from rclpy.experimental import EventsExecutor  # noqa: PLC0415 - Jazzy and later
-        except ImportError:
-            if kind == "events":
-                raise ParameterError(f"executor 'events' needs rclpy's EventsExecutor (ROS 2 Jazzy or later); "
-                                     f"this is {os.environ.get('ROS_DISTRO', 'an older ROS 2')}: use "
-                                     "executor auto or multi_threaded") from None
-        else:
+        missing = events_executor_missing()
+        if missing is None:
+            from rclpy.experimental import EventsExecutor  # noqa: PLC0415
+
             return EventsExecutor(context=context), "events"
+        if kind == "events":
+            raise ParameterError(f"executor 'events': {missing}; use executor auto or multi_threaded")
     return MultiThreadedExecutor(num_threads=4, context=context), "multi_threaded"
 
 
@@ -556,7 +568,8 @@ def main(args=None) -> int:
     node = executor = None
     try:
         node = CkdTrackerNode()
-        executor, name = make_executor(node.get_parameter("executor").value)
+        # the checked value: a bad one was logged at start-up and the default stands in for it
+        executor, name = make_executor(node._values["executor"])
         node.get_logger().info(f"executor: {name}")
         executor.add_node(node)
         executor.spin()
