@@ -429,11 +429,13 @@ def test_nonfinite_network_outputs_counted_and_warned(make_harness):
     assert all(math.isfinite(d.detections[0].bbox.size_x) for d in h.dets_since(0) if d.detections)
 
 
-def test_clock_jump_back_resets_the_input(make_harness):
-    """use_sim_time with a bag replayed in a loop: /clock jumps back and the input resets."""
+@pytest.mark.parametrize("executor", executor_params())
+def test_clock_jump_back_resets_the_input(make_harness, executor):
+    """use_sim_time with a bag replayed in a loop: /clock jumps back and the input resets (the jump
+    callback and the diagnostics timer on sim time, on both executors)."""
     from rosgraph_msgs.msg import Clock
 
-    h = make_harness(overrides=dict(NEVER_LOST, use_sim_time=True))
+    h = make_harness(executor=executor, overrides=dict(NEVER_LOST, use_sim_time=True))
     wait_active(h)
     clock_pub = h.client.create_publisher(Clock, "/clock", 10)
     scene = MovingTarget()
