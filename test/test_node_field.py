@@ -503,3 +503,31 @@ def test_node_tracks_exactly_like_the_offline_tracker(make_harness):
         rgb, tir = scene.frame(k)
         box = offline.track(rgb, normalizer(tir)).box_xywh
         np.testing.assert_allclose(got[k], box, atol=1e-3, err_msg=f"frame {k}")
+
+
+def test_ctrl_c_inside_the_events_executor_is_a_clean_stop():
+    """rclpy's EventsExecutor can raise RuntimeError from spin() when Ctrl-C lands while it converts a
+    message for a callback (seen once in a CI launch test); the context is down by then: a clean stop.
+    A RuntimeError while the context is up is a real failure and must propagate."""
+    from test_node_support import make_context, shutdown_context
+
+    from ckd_ros.node.tracker_node import spin_until_shutdown
+
+    class Raising:
+        def __init__(self, ctx, stop_first):
+            self.ctx, self.stop_first = ctx, stop_first
+
+        def spin(self):
+            if self.stop_first:
+                shutdown_context(self.ctx)  # what rclpy's SIGINT handler does before the error surfaces
+            raise RuntimeError("Unable to convert call argument '0' of type 'object' to Python object")
+
+    ctx = make_context()
+    spin_until_shutdown(Raising(ctx, stop_first=True), context=ctx)  # no exception: the stop
+    ctx = make_context()
+    try:
+        with pytest.raises(RuntimeError, match="Unable to convert"):
+            spin_until_shutdown(Raising(ctx, stop_first=False), context=ctx)
+    finally:
+        shutdown_context(ctx)
+

@@ -558,6 +558,21 @@ def make_executor(kind: str = "auto", context=None):
     return MultiThreadedExecutor(num_threads=4, context=context), "multi_threaded"
 
 
+def spin_until_shutdown(executor, context=None) -> None:
+    """`executor.spin()`, where a Ctrl-C is a clean stop on every executor.
+
+    rclpy's EventsExecutor can surface Ctrl-C as a RuntimeError ("Unable to convert call argument '0'
+    ...") when the interrupt lands while it hands a message to a callback: rclpy's signal handler has
+    shut the context down by then, so the error is the stop itself. A RuntimeError while the context
+    is still up is a real failure and propagates.
+    """
+    try:
+        executor.spin()
+    except RuntimeError:
+        if rclpy.ok(context=context):
+            raise
+
+
 def main(args=None) -> int:
     from ckd_ros.node import handle_help
 
@@ -572,7 +587,7 @@ def main(args=None) -> int:
         executor, name = make_executor(node._values["executor"])
         node.get_logger().info(f"executor: {name}")
         executor.add_node(node)
-        executor.spin()
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ParameterError as exc:
