@@ -507,27 +507,34 @@ def test_node_tracks_exactly_like_the_offline_tracker(make_harness):
 
 def test_ctrl_c_inside_the_events_executor_is_a_clean_stop():
     """rclpy's EventsExecutor can raise RuntimeError from spin() when Ctrl-C lands while it converts a
-    message for a callback (seen once in a CI launch test); the context is down by then: a clean stop.
-    A RuntimeError while the context is up is a real failure and must propagate."""
+    message for a callback (seen in CI launch tests); rclpy's signal handler shuts the context down
+    from its own thread, just before or just after: a clean stop. A RuntimeError while the context
+    stays up is a real failure and must propagate."""
+    import threading
+
     from test_node_support import make_context, shutdown_context
 
     from ckd_ros.node.tracker_node import spin_until_shutdown
 
     class Raising:
-        def __init__(self, ctx, stop_first):
-            self.ctx, self.stop_first = ctx, stop_first
+        def __init__(self, ctx, stop_after_s):
+            self.ctx, self.stop_after_s = ctx, stop_after_s
 
         def spin(self):
-            if self.stop_first:
-                shutdown_context(self.ctx)  # what rclpy's SIGINT handler does before the error surfaces
+            if self.stop_after_s == 0.0:
+                shutdown_context(self.ctx)
+            elif self.stop_after_s is not None:  # the signal handler's thread, a moment later
+                threading.Timer(self.stop_after_s, shutdown_context, (self.ctx,)).start()
             raise RuntimeError("Unable to convert call argument '0' of type 'object' to Python object")
 
-    ctx = make_context()
-    spin_until_shutdown(Raising(ctx, stop_first=True), context=ctx)  # no exception: the stop
+    for after in (0.0, 0.3):
+        ctx = make_context()
+        spin_until_shutdown(Raising(ctx, after), context=ctx)  # no exception: the stop
     ctx = make_context()
     try:
+        t0 = time.monotonic()
         with pytest.raises(RuntimeError, match="Unable to convert"):
-            spin_until_shutdown(Raising(ctx, stop_first=False), context=ctx)
+            spin_until_shutdown(Raising(ctx, None), context=ctx, grace_s=0.5)
+        assert time.monotonic() - t0 >= 0.5
     finally:
         shutdown_context(ctx)
-

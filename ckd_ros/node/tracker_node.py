@@ -558,17 +558,21 @@ def make_executor(kind: str = "auto", context=None):
     return MultiThreadedExecutor(num_threads=4, context=context), "multi_threaded"
 
 
-def spin_until_shutdown(executor, context=None) -> None:
+def spin_until_shutdown(executor, context=None, grace_s: float = 2.0) -> None:
     """`executor.spin()`, where a Ctrl-C is a clean stop on every executor.
 
     rclpy's EventsExecutor can surface Ctrl-C as a RuntimeError ("Unable to convert call argument '0'
-    ...") when the interrupt lands while it hands a message to a callback: rclpy's signal handler has
-    shut the context down by then, so the error is the stop itself. A RuntimeError while the context
-    is still up is a real failure and propagates.
+    ...") when the interrupt lands while it hands a message to a callback. rclpy's signal handler
+    shuts the context down from its own thread, so the context goes down within moments of the
+    error: if it does within `grace_s` seconds, the error was the stop; otherwise it is a real
+    failure and propagates.
     """
     try:
         executor.spin()
     except RuntimeError:
+        deadline = time.monotonic() + grace_s
+        while rclpy.ok(context=context) and time.monotonic() < deadline:
+            time.sleep(0.02)
         if rclpy.ok(context=context):
             raise
 
