@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import sys
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -559,22 +560,38 @@ def make_executor(kind: str = "auto", context=None):
 
 
 def spin_until_shutdown(executor, context=None, grace_s: float = 2.0) -> None:
-    """`executor.spin()`, where a Ctrl-C is a clean stop on every executor.
+    """Spin `executor` on a thread of its own until Ctrl-C or shutdown; the calling (main) thread waits.
 
-    rclpy's EventsExecutor can surface Ctrl-C as a RuntimeError ("Unable to convert call argument '0'
-    ...") when the interrupt lands while it hands a message to a callback. rclpy's signal handler
-    shuts the context down from its own thread, so the context goes down within moments of the
-    error: if it does within `grace_s` seconds, the error was the stop; otherwise it is a real
-    failure and propagates.
+    Ctrl-C raises KeyboardInterrupt in the main thread, so it lands in this wait and never inside a
+    callback: rclpy's EventsExecutor runs callbacks on the spinning thread, and an interrupted one is
+    logged as FATAL there, or surfaces as a RuntimeError ("Unable to convert call argument '0' ...")
+    when it hits a message hand-over. An exception out of `spin()` propagates, unless the context goes
+    down within `grace_s` seconds: rclpy's signal handler shuts it down from its own thread, so such an
+    error is the stop itself. Returns when the executor stops or on Ctrl-C (the caller then tears down).
     """
+    failure = []
+
+    def run() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="executor", daemon=True)
+    thread.start()
     try:
-        executor.spin()
-    except RuntimeError:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        return
+    if failure:
         deadline = time.monotonic() + grace_s
         while rclpy.ok(context=context) and time.monotonic() < deadline:
             time.sleep(0.02)
         if rclpy.ok(context=context):
-            raise
+            raise failure[0]
 
 
 def main(args=None) -> int:
