@@ -43,7 +43,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def camera(args) -> int:
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
@@ -51,6 +50,7 @@ def camera(args) -> int:
     sys.path.insert(0, os.path.join(HERE, "..", "test"))
     from test_node_support import MovingTarget
 
+    from ckd_ros.frames.pairing import stamp_ns
     from ckd_ros.frames.ros_image import array_to_image_msg
 
     rclpy.init()
@@ -59,8 +59,7 @@ def camera(args) -> int:
     tir_pub = node.create_publisher(Image, "/thermal/image", qos_profile_sensor_data)
     received = {}
     node.create_subscription(Detection2DArray, "/ckd_tracker/detections",
-                             lambda m: received.setdefault(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
-                                                           time.time_ns()), 100)
+                             lambda m: received.setdefault(stamp_ns(m), time.time_ns()), 100)
     scene = MovingTarget(args.width, args.height, box_size=(args.width // 8, args.height // 8),
                          speed=args.width / 200)
     # Pre-rendered and pre-converted, stamped just before publishing: like a camera driver that stamps
@@ -71,17 +70,7 @@ def camera(args) -> int:
         rgb, tir = scene.frame(k)
         frames.append((array_to_image_msg(rgb, "rgb8", stamp_ns=0, frame_id="cam_rgb"),
                        array_to_image_msg(tir, "mono16", stamp_ns=0, frame_id="cam_tir")))
-    try:
-        from ckd_ros.node.tracker_node import events_executor_missing
-        light = events_executor_missing() is None
-    except ImportError:  # a ckd_ros from before the executor parameter (A/B runs against old code)
-        light = False
-    if light:  # the lightest receive path rclpy has: the measuring side should add as little as it can
-        from rclpy.experimental import EventsExecutor
-
-        executor = EventsExecutor()
-    else:
-        executor = SingleThreadedExecutor()
+    executor, _ = bench_executor("auto")  # the lightest receive path rclpy has: measure, do not add
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
@@ -147,18 +136,21 @@ def describe_run(args) -> dict:
             "camera_rate_hz": args.rate}
 
 
-def make_executor(args):
-    """The executor `ckd_tracker`'s main() would pick for `--executor` (its parameter `executor`)."""
+def bench_executor(kind: str):
+    """(executor, name): what `ckd_tracker`'s main() picks for its parameter `executor` = kind."""
     try:
-        from ckd_ros.node.tracker_node import make_executor as node_executor
+        from ckd_ros.node.tracker_node import make_executor
     except ImportError:  # a ckd_ros from before the `executor` parameter (A/B runs against old code)
         from rclpy.executors import MultiThreadedExecutor
 
-        print(f"this ckd_ros has no executor parameter: --executor {args.executor} ignored, MultiThreadedExecutor")
-        args.executor_name = "multi_threaded (ckd_ros without make_executor)"
-        return MultiThreadedExecutor(num_threads=4)
-    executor, name = node_executor(args.executor)
-    args.executor_name = name
+        print(f"this ckd_ros has no executor parameter: executor {kind} ignored, MultiThreadedExecutor")
+        return MultiThreadedExecutor(num_threads=4), "multi_threaded (ckd_ros without make_executor)"
+    return make_executor(kind)
+
+
+def make_executor(args):
+    """The node side's executor for `--executor`; its name goes into the summary."""
+    executor, args.executor_name = bench_executor(args.executor)
     return executor
 
 
